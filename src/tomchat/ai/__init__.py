@@ -1,0 +1,1 @@
+"""Providers behind small Protocols: text (ChatModel), voice out (Speech), voice in (Transcriber)."""

@@ -1,0 +1,74 @@
+"""The offline demo character: deterministic, in character, streamed word by word."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Sequence
+
+from tomchat.ai.protocols import ChatTurn
+
+DEMO_GREETING_SUFFIX = " (I'm the offline demo version of Tom: no AI service is connected.)"
+
+_STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from have how i i'm in is it it's me my "
+    "of on or so that the this to was we what when where who why will with you your "
+    "about tell think please just really some any there their they them hey hi hello".split()
+)
+
+_OPENERS = (
+    "Oh, {name}, I love that you brought up {topic}.",
+    "Ha, {topic}? Now you've got my attention, {name}.",
+    "Good one, {name}. {topic_cap} is something I think about more than I admit.",
+    "Hmm, {topic}. Let me chew on that for a second, {name}.",
+)
+_MIDDLES = (
+    "If I had to bet, I'd say the interesting part is what nobody in this room has said yet.",
+    "Honestly, my first instinct is to ask what made you think of it today.",
+    "I once spent a whole afternoon on something like that and came out the other side smiling.",
+    "The short version is: it depends, but the long version is way more fun.",
+)
+_CLOSERS = (
+    "What does everyone else think?",
+    "Tell me more, I'm listening.",
+    "Am I way off, or does that ring true?",
+    "Your turn: convince me otherwise.",
+)
+
+
+def compose_reply(turns: Sequence[ChatTurn]) -> str:
+    """The demo's answer: a pure function of the conversation so tests can predict it."""
+    last = next((t for t in reversed(turns) if t.role == "user"), None)
+    said = last.content if last else ""
+    name, _, words = said.partition(": ") if ": " in said else ("friend", "", said)
+    tokens = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]*", words) if w.lower() not in _STOPWORDS]
+    topic = " ".join(tokens[:3]).lower() or "that"
+    seed = int.from_bytes(hashlib.sha256(said.encode()).digest()[:4], "big")
+    opener = _OPENERS[seed % len(_OPENERS)].format(
+        name=name, topic=topic, topic_cap=topic[:1].upper() + topic[1:]
+    )
+    middle = _MIDDLES[(seed >> 8) % len(_MIDDLES)]
+    closer = _CLOSERS[(seed >> 16) % len(_CLOSERS)]
+    return f"{opener} {middle} {closer}"
+
+
+def word_chunks(text: str) -> list[str]:
+    """Split into word-sized pieces that concatenate back to ``text`` exactly."""
+    return re.findall(r"\s*\S+", text) or [text]
+
+
+class DemoChatModel:
+    """Answers from the user's own words; no network, no randomness."""
+
+    def __init__(self, delay_ms: int = 40) -> None:
+        self.delay = max(delay_ms, 0) / 1000
+
+    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        for i, piece in enumerate(word_chunks(compose_reply(turns))):
+            if i and self.delay:
+                await asyncio.sleep(self.delay)
+            yield piece
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,106 @@
+"""Wiring: settings → services → Litestar (REST) with Socket.IO mounted beside it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from tomchat import __version__
+from tomchat.http.api import RoomController, health
+from tomchat.http.web import web_router
+from tomchat.live.publisher import Publisher
+from tomchat.live.server import LiveServer
+from tomchat.services import Services
+from tomchat.settings import Settings
+from tomchat.store.database import StoreUnavailable
+from tomchat.store.migrate import upgrade_async
+
+log = logging.getLogger("tomchat")
+
+
+def _unavailable(exc: StoreUnavailable) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        detail=f"{exc}; try again shortly", status_code=503, title="Service Unavailable"
+    )
+
+
+def _internal(exc: Exception) -> ProblemDetailsException:
+    log.error("unhandled error", exc_info=exc)
+    return ProblemDetailsException(
+        detail="the server could not handle this request",
+        status_code=500,
+        title="Internal Server Error",
+    )
+
+
+def create_socketio(settings: Settings) -> socketio.AsyncServer:
+    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    return socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=manager,
+        cors_allowed_origins="*",
+        max_http_buffer_size=8 * 1024 * 1024,
+        ping_interval=10,
+        ping_timeout=10,
+    )
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any:
+    """The whole tomchat ASGI application for these settings."""
+    settings = settings or Settings.from_env()
+    services = Services.build(settings)
+    sio = create_socketio(settings)
+    services.live = LiveServer(sio, services.conversation, services.reader)
+    publisher = Publisher(sio, services.reader)
+    services.store.subscribe(publisher.on_commit)
+
+    async def start() -> None:
+        if migrate:
+            await upgrade_async(settings.database_url)
+        settings.media_dir.mkdir(parents=True, exist_ok=True)
+        services.store.start()
+        publisher.start()
+        recovered = await services.conversation.recover()
+        if recovered:
+            log.warning("closed %d replies left streaming by a previous run", recovered)
+
+    async def stop() -> None:
+        await services.conversation.close()
+        await services.store.close()
+        await publisher.close()
+        await services.model.aclose()
+        await services.db.dispose()
+
+    api = Litestar(
+        route_handlers=[health, RoomController, web_router(settings.static_dir)],
+        on_startup=[start],
+        on_shutdown=[stop],
+        state=State({"services": services}),
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    enable_for_all_http_exceptions=True,
+                    exception_to_problem_detail_map={
+                        StoreUnavailable: _unavailable,
+                        Exception: _internal,
+                    },
+                )
+            )
+        ],
+        openapi_config=OpenAPIConfig(title="tomchat", version=__version__, path="/schema"),
+        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 400}),
+    )
+    app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    app.services = services  # for tests and tools that run the app in-process
+    return app

@@ -1,0 +1,44 @@
+"""The one place events are turned into stored/wire JSON and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tomchat.domain.events import Event, event_type
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def encode_data(event: Event) -> bytes:
+    """The ``data`` JSON of an event (its fields, without the type tag)."""
+    encoded = _encoder.encode(event)
+    # msgspec always writes the tag first: drop `"type":"…",` to keep data and type apart.
+    prefix_len = 8 + len(_encoder.encode(event_type(event)))  # `{"type":` and the tag
+    rest = encoded[prefix_len:]
+    return b"{" + rest[1:] if rest.startswith(b",") else b"{}"
+
+
+def decode_event(type_: str, data: bytes | str) -> Event:
+    """Rebuild an event from its stored type and data."""
+    raw = data.encode() if isinstance(data, str) else data
+    # The tag lives in its own column; splice it in rather than re-parsing into a dict.
+    body = raw.strip()
+    if body == b"{}":
+        spliced = b'{"type":' + _encoder.encode(type_) + b"}"
+    else:
+        spliced = b'{"type":' + _encoder.encode(type_) + b"," + body[1:]
+    return _decoder.decode(spliced)
+
+
+def data_dict(event: Event) -> dict[str, Any]:
+    """The event's ``data`` as plain Python values (for wire payloads)."""
+    out = msgspec.to_builtins(event)
+    assert isinstance(out, dict)
+    out.pop("type", None)
+    return out
+
+
+__all__ = ["data_dict", "decode_event", "encode_data", "event_type"]

@@ -1,0 +1,100 @@
+"""The event model (DESIGN §2): one tagged union, immutable records.
+
+The struct fields are the event's ``data``; the tag is its ``type``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+MessageSource = Literal["text", "voice"]
+ReplyStatus = Literal["complete", "stopped", "failed", "interrupted"]
+
+
+class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
+    pass
+
+
+class RoomCreated(_Event, frozen=True, tag="room.created"):
+    name: str
+    character: str
+
+
+class MessagePosted(_Event, frozen=True, tag="message.posted"):
+    message_id: str
+    username: str
+    content: str
+    source: MessageSource = "text"
+    audio_url: str | None = None
+    client_id: str | None = None
+
+
+class ReplyStarted(_Event, frozen=True, tag="reply.started"):
+    message_id: str
+    character: str
+    in_reply_to: tuple[str, ...] = ()
+
+
+class ReplyChunk(_Event, frozen=True, tag="reply.chunk"):
+    message_id: str
+    index: int
+    text: str
+
+
+class ReplyAudio(_Event, frozen=True, tag="reply.audio"):
+    message_id: str
+    audio_url: str | None
+    format: str = "mp3"
+    bytes: int = 0
+    duration_ms: int | None = None
+
+
+class ReplyCompleted(_Event, frozen=True, tag="reply.completed"):
+    message_id: str
+    content: str
+    status: ReplyStatus
+    error: str | None = None
+
+
+Event = RoomCreated | MessagePosted | ReplyStarted | ReplyChunk | ReplyAudio | ReplyCompleted
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    t.__struct_config__.tag  # type: ignore[misc]
+    for t in (RoomCreated, MessagePosted, ReplyStarted, ReplyChunk, ReplyAudio, ReplyCompleted)
+)
+
+
+def event_type(event: Event) -> str:
+    tag = event.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An event on its way into the store. ``event_id`` makes the append idempotent."""
+
+    event: Event
+    event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event as the store holds it."""
+
+    position: int
+    room_id: str
+    version: int
+    event_id: uuid.UUID
+    recorded_at: datetime
+    event: Event
+
+    @property
+    def type(self) -> str:
+        return event_type(self.event)
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,128 @@
+"""The transcript fold: events in, message rows out.
+
+The same rules drive the SQL projection (``store.projection``); tests check the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from tomchat.domain.events import (
+    MessagePosted,
+    RecordedEvent,
+    ReplyAudio,
+    ReplyChunk,
+    ReplyCompleted,
+    ReplyStarted,
+    RoomCreated,
+)
+
+STREAMING = "streaming"
+POSTED = "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One user message or one reply, as the ``messages`` table holds it."""
+
+    id: str
+    room_id: str
+    author: str
+    is_ai: bool
+    content: str
+    status: str
+    source: str
+    audio_url: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    first_version: int
+    last_version: int
+
+
+class Transcript:
+    """A room's messages folded from its events, in log order."""
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.name: str | None = None
+        self.character: str | None = None
+        self.version = 0
+        self._rows: dict[str, MessageRow] = {}
+        self._chunks: dict[str, list[str]] = {}
+
+    @classmethod
+    def fold(cls, room_id: str, events: Iterable[RecordedEvent]) -> Transcript:
+        transcript = cls(room_id)
+        for recorded in events:
+            transcript.apply(recorded)
+        return transcript
+
+    def apply(self, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        at, v = recorded.recorded_at, recorded.version
+        self.version = v
+        match event:
+            case RoomCreated(name=name, character=character):
+                self.name, self.character = name, character
+            case MessagePosted():
+                self._rows[event.message_id] = MessageRow(
+                    id=event.message_id,
+                    room_id=self.room_id,
+                    author=event.username,
+                    is_ai=False,
+                    content=event.content,
+                    status=POSTED,
+                    source=event.source,
+                    audio_url=event.audio_url,
+                    created_at=at,
+                    completed_at=at,
+                    first_version=v,
+                    last_version=v,
+                )
+            case ReplyStarted():
+                self._rows[event.message_id] = MessageRow(
+                    id=event.message_id,
+                    room_id=self.room_id,
+                    author=event.character,
+                    is_ai=True,
+                    content="",
+                    status=STREAMING,
+                    source="text",
+                    audio_url=None,
+                    created_at=at,
+                    completed_at=None,
+                    first_version=v,
+                    last_version=v,
+                )
+                self._chunks[event.message_id] = []
+            case ReplyChunk():
+                self._chunks.setdefault(event.message_id, []).append(event.text)
+            case ReplyAudio():
+                row = self._rows.get(event.message_id)
+                if row is not None:
+                    self._rows[row.id] = replace(row, audio_url=event.audio_url, last_version=v)
+            case ReplyCompleted():
+                row = self._rows.get(event.message_id)
+                if row is not None:
+                    self._rows[row.id] = replace(
+                        row,
+                        content=event.content,
+                        status=event.status,
+                        completed_at=at,
+                        last_version=v,
+                    )
+                self._chunks.pop(event.message_id, None)
+
+    @property
+    def rows(self) -> list[MessageRow]:
+        return sorted(self._rows.values(), key=lambda r: r.first_version)
+
+    def streaming_text(self, message_id: str) -> str:
+        """The text so far of a reply still streaming (rebuilt from its chunks)."""
+        return "".join(self._chunks.get(message_id, ()))
+
+    @property
+    def streaming(self) -> list[MessageRow]:
+        return [r for r in self.rows if r.status == STREAMING]

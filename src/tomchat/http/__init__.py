@@ -1,0 +1,1 @@
+"""REST (Litestar): rooms, transcripts, the raw log, health (DESIGN §4)."""

@@ -1,0 +1,87 @@
+"""What clients may send, checked at the edge before anything touches the log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from tomchat.domain import limits
+
+RoomId = Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_PATTERN)]
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_USERNAME_CHARS)]
+Content = Annotated[str, msgspec.Meta(min_length=1)]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_CLIENT_ID_CHARS)]
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Version = Annotated[int, msgspec.Meta(ge=0)]
+Token = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class PayloadError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    pass
+
+
+class JoinRoom(_Payload, frozen=True):
+    roomId: RoomId
+    username: Username
+    since: int | None = None
+    token: Token | None = None
+
+    def __post_init__(self) -> None:
+        if not self.username.isprintable() or not self.username.strip():
+            raise ValueError("username must be 1-32 printable characters")
+
+
+class SendMessage(_Payload, frozen=True):
+    roomId: RoomId
+    content: Content
+    clientId: ClientId | None = None
+
+    def __post_init__(self) -> None:
+        if not self.content.strip():
+            raise ValueError("content must not be blank")
+
+
+class StopGeneration(_Payload, frozen=True):
+    roomId: RoomId
+    messageId: MessageId
+
+
+class Resync(_Payload, frozen=True):
+    roomId: RoomId
+    since: Version
+
+
+class LeaveRoom(_Payload, frozen=True):
+    roomId: RoomId
+
+
+P = TypeVar("P", bound=_Payload)
+
+
+def parse(kind: type[P], data: Any) -> P:
+    """Validate a client payload; raise ``PayloadError`` with a message a person can act on."""
+    if not isinstance(data, dict):
+        raise PayloadError("bad_request", f"expected an object, got {type(data).__name__}")
+    content = data.get("content")
+    if isinstance(content, str) and len(content) > limits.MAX_CONTENT_CHARS:
+        raise PayloadError(
+            "too_large",
+            f"content is {len(content)} characters; the limit is {limits.MAX_CONTENT_CHARS}",
+        )
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise PayloadError("bad_request", _readable(str(exc))) from None
+
+
+def _readable(message: str) -> str:
+    # msgspec says `$.roomId`; clients know the field as `roomId`.
+    return message.replace("`$.", "`").replace("- at `$`", "")

@@ -1,0 +1,188 @@
+"""The Socket.IO handlers: joining rooms, posting, stopping, catching up."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from tomchat.conversation import Conversation
+from tomchat.domain import limits
+from tomchat.live import wire
+from tomchat.live.payloads import (
+    JoinRoom,
+    LeaveRoom,
+    PayloadError,
+    Resync,
+    SendMessage,
+    StopGeneration,
+    parse,
+)
+from tomchat.store.database import StoreUnavailable
+from tomchat.store.rooms import RoomReader
+
+log = logging.getLogger(__name__)
+
+Ack = dict[str, Any]
+Handler = Callable[[str, Any], Awaitable[Ack]]
+
+
+def error(code: str, message: str) -> Ack:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def answered(handler: Handler) -> Handler:
+    """Every failure becomes an ack with a code; nothing escapes to kill the connection."""
+
+    @functools.wraps(handler)
+    async def wrapper(sid: str, data: Any = None) -> Ack:
+        try:
+            return await handler(sid, data)
+        except PayloadError as exc:
+            return error(exc.code, exc.message)
+        except StoreUnavailable as exc:
+            return error("unavailable", f"{exc}; try again shortly")
+        except Exception:
+            log.exception("%s failed", handler.__name__)
+            return error("internal", "the server could not handle this request")
+
+    return wrapper
+
+
+class Presence:
+    """Who is connected to which room, on this process."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[str, str]] = {}  # sid -> room -> username
+
+    def join(self, sid: str, room_id: str, username: str) -> None:
+        self._rooms.setdefault(sid, {})[room_id] = username
+
+    def leave(self, sid: str, room_id: str) -> bool:
+        return self._rooms.get(sid, {}).pop(room_id, None) is not None
+
+    def drop(self, sid: str) -> list[str]:
+        return list(self._rooms.pop(sid, {}))
+
+    def username(self, sid: str, room_id: str) -> str | None:
+        return self._rooms.get(sid, {}).get(room_id)
+
+    def members(self, room_id: str) -> list[str]:
+        return sorted({rooms[room_id] for rooms in self._rooms.values() if room_id in rooms})
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rooms in self._rooms.values():
+            for room_id in rooms:
+                counts[room_id] = counts.get(room_id, 0) + 1
+        return counts
+
+
+class LiveServer:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        conversation: Conversation,
+        reader: RoomReader,
+    ) -> None:
+        self.sio = sio
+        self.conversation = conversation
+        self.reader = reader
+        self.presence = Presence()
+        handlers: dict[str, Handler] = {
+            "joinRoom": self.join_room,
+            "sendMessage": self.send_message,
+            "stopGeneration": self.stop_generation,
+            "resync": self.resync,
+            "leaveRoom": self.leave_room,
+        }
+        for name, handler in handlers.items():
+            sio.on(name, answered(handler))
+        sio.on("disconnect", self.disconnect)
+        sio.on("*", self.unknown)
+
+    async def join_room(self, sid: str, data: Any) -> Ack:
+        p = parse(JoinRoom, data)
+        await self.conversation.ensure_room(p.roomId)
+        # Enter the Socket.IO room before reading: every event committed after the read
+        # below reaches this socket live, so nothing falls between snapshot and stream.
+        await self.sio.enter_room(sid, p.roomId)
+        self.presence.join(sid, p.roomId, p.username.strip())
+        ack = await self._catch_up(p.roomId, p.since)
+        await self._announce(p.roomId)
+        return ack
+
+    async def resync(self, sid: str, data: Any) -> Ack:
+        p = parse(Resync, data)
+        if self.presence.username(sid, p.roomId) is None:
+            raise PayloadError("forbidden", "join the room before asking to resync")
+        return await self._catch_up(p.roomId, p.since)
+
+    async def _catch_up(self, room_id: str, since: int | None) -> Ack:
+        if since is not None and since >= 0:
+            caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
+            if caught is not None and since <= caught.version:
+                return {
+                    "ok": True,
+                    "roomId": room_id,
+                    "version": caught.version,
+                    "events": [wire.raw_event(e) for e in caught.events],
+                }
+        snapshot = await self.reader.snapshot(room_id, limits.SNAPSHOT_PAGE)
+        ack: Ack = {
+            "ok": True,
+            "roomId": room_id,
+            "version": snapshot.version,
+            "messages": [wire.message(m) for m in snapshot.messages],
+            "streaming": [wire.streaming(s) for s in snapshot.streaming],
+            "hasMore": snapshot.has_more,
+        }
+        if since is not None:
+            ack["reset"] = True  # too far behind (or ahead of) the log: start over
+        return ack
+
+    async def send_message(self, sid: str, data: Any) -> Ack:
+        p = parse(SendMessage, data)
+        username = self._member(sid, p.roomId)
+        recorded = await self.conversation.post_message(
+            p.roomId, username, p.content, client_id=p.clientId
+        )
+        message_id = getattr(recorded.event, "message_id", "")
+        return {"ok": True, "messageId": message_id, "version": recorded.version}
+
+    async def stop_generation(self, sid: str, data: Any) -> Ack:
+        p = parse(StopGeneration, data)
+        self._member(sid, p.roomId)
+        if not await self.conversation.stop(p.roomId, p.messageId):
+            raise PayloadError("not_found", f"no reply {p.messageId!r} in this room")
+        return {"ok": True}
+
+    async def leave_room(self, sid: str, data: Any) -> Ack:
+        p = parse(LeaveRoom, data)
+        await self.sio.leave_room(sid, p.roomId)
+        if self.presence.leave(sid, p.roomId):
+            await self._announce(p.roomId)
+        return {"ok": True}
+
+    async def disconnect(self, sid: str, *_: Any) -> None:
+        for room_id in self.presence.drop(sid):
+            await self._announce(room_id)
+
+    async def unknown(self, event: str, sid: str, *_: Any) -> Ack:
+        return error("bad_request", f"unknown event {event[:64]!r}")
+
+    def _member(self, sid: str, room_id: str) -> str:
+        username = self.presence.username(sid, room_id)
+        if username is None:
+            raise PayloadError("forbidden", f"join room {room_id!r} first")
+        return username
+
+    async def _announce(self, room_id: str) -> None:
+        await self.sio.emit(
+            "presence",
+            {"roomId": room_id, "members": self.presence.members(room_id)},
+            room=room_id,
+        )

@@ -1,0 +1,86 @@
+"""Configuration from the environment (DESIGN §5); a ``.env`` file in the working folder is honoured."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message says which and why."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./data/tomchat.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    media_dir: Path = Path("./data/media")
+    llm: str = "demo"
+    llm_base_url: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
+    llm_model: str | None = None
+    tts: str = "none"
+    asr: str = "none"
+    fish_api_key: str | None = field(default=None, repr=False)
+    fish_base_url: str = "https://api.fish.audio"
+    fish_voice: str | None = None
+    fish_model: str = "s2-pro"
+    demo_delay_ms: int = 40
+    character: Path | None = None
+    static_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        if environ is None:
+            load_dotenv(Path.cwd() / ".env", override=False)
+            environ = dict(os.environ)
+        env = environ
+
+        def opt(name: str) -> str | None:
+            value = env.get(name)
+            return value if value else None
+
+        settings = cls(
+            database_url=opt("TOMCHAT_DATABASE_URL") or cls.database_url,
+            redis_url=opt("TOMCHAT_REDIS_URL"),
+            host=opt("TOMCHAT_HOST") or cls.host,
+            port=_int(env, "TOMCHAT_PORT", cls.port),
+            media_dir=Path(opt("TOMCHAT_MEDIA_DIR") or cls.media_dir),
+            llm=(opt("TOMCHAT_LLM") or cls.llm).lower(),
+            llm_base_url=opt("TOMCHAT_LLM_BASE_URL"),
+            llm_api_key=opt("TOMCHAT_LLM_API_KEY"),
+            llm_model=opt("TOMCHAT_LLM_MODEL"),
+            tts=(opt("TOMCHAT_TTS") or cls.tts).lower(),
+            asr=(opt("TOMCHAT_ASR") or cls.asr).lower(),
+            fish_api_key=opt("FISH_API_KEY"),
+            fish_base_url=opt("TOMCHAT_FISH_BASE_URL") or cls.fish_base_url,
+            fish_voice=opt("TOMCHAT_FISH_VOICE"),
+            fish_model=opt("TOMCHAT_FISH_MODEL") or cls.fish_model,
+            demo_delay_ms=_int(env, "TOMCHAT_DEMO_DELAY_MS", cls.demo_delay_ms),
+            character=Path(c) if (c := opt("TOMCHAT_CHARACTER")) else None,
+            static_dir=Path(s) if (s := opt("TOMCHAT_STATIC_DIR")) else None,
+        )
+        known = {f.name for f in fields(cls)}
+        bad = set(overrides) - known
+        if bad:
+            raise TypeError(f"unknown settings: {sorted(bad)}")
+        settings = replace(settings, **overrides)
+        if not 0 <= settings.port <= 65535:
+            raise ConfigError(f"TOMCHAT_PORT must be between 0 and 65535, got {settings.port}")
+        return settings

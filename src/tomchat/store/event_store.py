@@ -1,0 +1,315 @@
+"""``EventStore``: the append-only log with group commit.
+
+One appender task takes every append waiting in the queue, from every room, and writes them
+in one transaction; each caller's future resolves with its recorded events after commit.
+Listeners hear about new events after commit, in commit order: that is the only way events
+reach clients, so nobody can see what is not yet durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tomchat.domain.codec import decode_event, encode_data
+from tomchat.domain.events import Event, NewEvent, RecordedEvent, event_type
+from tomchat.store.database import Database, StoreUnavailable
+from tomchat.store.projection import project
+from tomchat.store.schema import events, streams
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Sequence[RecordedEvent]], None]
+
+
+class ConcurrencyError(Exception):
+    def __init__(self, room_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"room {room_id!r} is at version {actual}, not {expected}")
+        self.room_id, self.expected, self.actual = room_id, expected, actual
+
+
+class IdempotencyConflict(Exception):
+    """Some, not all, of an append's event ids were already recorded."""
+
+
+@dataclass(eq=False)
+class _Append:
+    room_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | None
+    at: datetime
+    future: asyncio.Future[list[RecordedEvent]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class EventStore:
+    def __init__(self, db: Database, *, max_batch_events: int = 5000) -> None:
+        self.db = db
+        self.max_batch_events = max_batch_events
+        self._queue: asyncio.Queue[_Append] = asyncio.Queue()
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches_written = 0  # seen by benchmarks and tests of batching
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="event-store-appender")
+
+    async def close(self) -> None:
+        """Stop taking appends, finish what is queued, stop the appender."""
+        self._closing = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        room_id: str,
+        new_events: Sequence[NewEvent | Event],
+        *,
+        expected_version: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Append events to a room's stream; returns them as recorded, after commit.
+
+        Appending events whose ids are already recorded writes nothing and returns the
+        original records, so a retried append is harmless.
+        """
+        if self._closing:
+            raise StoreUnavailable("the server is shutting down")
+        if not new_events:
+            return []
+        self.start()
+        request = _Append(
+            room_id,
+            [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
+            expected_version,
+            datetime.now(UTC),
+        )
+        self._queue.put_nowait(request)
+        return await asyncio.shield(request.future)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            size = len(batch[0].events)
+            while size < self.max_batch_events and not self._queue.empty():
+                request = self._queue.get_nowait()
+                batch.append(request)
+                size += len(request.events)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        try:
+            outcomes, fresh = await self._write(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                outcomes, fresh = {id(batch[0]): _as_store_error(exc)}, []
+            else:
+                # Keep one bad request from failing its neighbours: write each on its own.
+                for request in batch:
+                    await self._commit([request])
+                return
+        self.batches_written += 1
+        if fresh:
+            for listener in self._listeners:
+                try:
+                    listener(fresh)
+                except Exception:
+                    log.exception("event listener failed")
+        for request in batch:
+            outcome = outcomes[id(request)]
+            if request.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+
+    async def _write(
+        self, batch: list[_Append]
+    ) -> tuple[dict[int, list[RecordedEvent] | BaseException], list[RecordedEvent]]:
+        outcomes: dict[int, list[RecordedEvent] | BaseException] = {}
+        now = datetime.now(UTC)
+        async with self.db.writer.begin() as conn:
+            known = await _recorded_by_id(conn, [e.event_id for r in batch for e in r.events])
+            unknown = [r for r in batch if any(e.event_id not in known for e in r.events)]
+            rooms = sorted({r.room_id for r in unknown})
+            heads: dict[str, int] = {}
+            if rooms:
+                await self.db.dialect.ensure_streams(conn, rooms, now)
+                heads = await self.db.dialect.lock_heads(conn, rooms)
+
+            rows: list[dict[str, Any]] = []
+            row_events: list[Event] = []
+            placed: list[_Append] = []
+            replays: list[_Append] = []  # the same append twice in one batch
+            seen: set[UUID] = set()
+            for request in batch:
+                ids = [e.event_id for e in request.events]
+                if all(i in known for i in ids):
+                    outcomes[id(request)] = [known[i] for i in ids]
+                    continue
+                if all(i in seen for i in ids):
+                    replays.append(request)
+                    continue
+                if any(i in known or i in seen for i in ids):
+                    outcomes[id(request)] = IdempotencyConflict(
+                        "some of these events were already recorded"
+                    )
+                    continue
+                head = heads[request.room_id]
+                if request.expected_version is not None and request.expected_version != head:
+                    outcomes[id(request)] = ConcurrencyError(
+                        request.room_id, request.expected_version, head
+                    )
+                    continue
+                for new in request.events:
+                    head += 1
+                    rows.append(
+                        {
+                            "room_id": request.room_id,
+                            "version": head,
+                            "event_id": new.event_id,
+                            "type": event_type(new.event),
+                            "data": encode_data(new.event).decode(),
+                            "recorded_at": request.at,
+                        }
+                    )
+                    row_events.append(new.event)
+                heads[request.room_id] = head
+                seen.update(ids)
+                placed.append(request)
+            if not rows:
+                return outcomes, []
+
+            result = await conn.execute(
+                events.insert().returning(events.c.position, sort_by_parameter_order=True), rows
+            )
+            fresh = [
+                RecordedEvent(
+                    position=position,
+                    room_id=row["room_id"],
+                    version=row["version"],
+                    event_id=row["event_id"],
+                    recorded_at=row["recorded_at"],
+                    event=event,
+                )
+                for row, event, position in zip(rows, row_events, result.scalars(), strict=True)
+            ]
+            await project(conn, fresh)
+            touched = sorted({r.room_id for r in placed})
+            await conn.execute(
+                update(streams)
+                .where(streams.c.room_id == bindparam("target_room"))
+                .values(version=bindparam("new_version"), updated_at=now),
+                [{"target_room": r, "new_version": heads[r]} for r in touched],
+            )
+        by_id = {r.event_id: r for r in fresh}
+        for request in placed + replays:
+            outcomes[id(request)] = [by_id[e.event_id] for e in request.events]
+        return outcomes, fresh
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_stream(
+        self, room_id: str, after: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        async with self.db.snapshot() as conn:
+            return await read_events(conn, room_id, after, limit=limit)
+
+    async def head(self, room_id: str) -> int | None:
+        async with self.db.snapshot() as conn:
+            return await head_of(conn, room_id)
+
+
+async def head_of(conn: AsyncConnection, room_id: str) -> int | None:
+    result = await conn.execute(select(streams.c.version).where(streams.c.room_id == room_id))
+    return result.scalar_one_or_none()
+
+
+async def read_events(
+    conn: AsyncConnection,
+    room_id: str,
+    after: int = 0,
+    *,
+    upto: int | None = None,
+    limit: int | None = None,
+) -> list[RecordedEvent]:
+    query = (
+        select(events)
+        .where(events.c.room_id == room_id, events.c.version > after)
+        .order_by(events.c.version)
+    )
+    if upto is not None:
+        query = query.where(events.c.version <= upto)
+    if limit is not None:
+        query = query.limit(limit)
+    result = await conn.execute(query)
+    return [recorded_from_row(row) for row in result]
+
+
+def recorded_from_row(row: Any) -> RecordedEvent:
+    return RecordedEvent(
+        position=row.position,
+        room_id=row.room_id,
+        version=row.version,
+        event_id=row.event_id,
+        recorded_at=row.recorded_at,
+        event=decode_event(row.type, row.data),
+    )
+
+
+async def _recorded_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UUID, RecordedEvent]:
+    wanted = list(ids)
+    found: dict[UUID, RecordedEvent] = {}
+    for start in range(0, len(wanted), 500):
+        result = await conn.execute(
+            select(events).where(events.c.event_id.in_(wanted[start : start + 500]))
+        )
+        for row in result:
+            found[row.event_id] = recorded_from_row(row)
+    return found
+
+
+def _as_store_error(exc: Exception) -> BaseException:
+    if isinstance(exc, OperationalError | DBAPIError):
+        return StoreUnavailable(_db_reason(exc))
+    return exc
+
+
+def _db_reason(exc: DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lowered = text.lower()
+    if "disk" in lowered and "full" in lowered:
+        return "the database disk is full"
+    if "readonly" in lowered or "read-only" in lowered:
+        return "the database is read-only"
+    if "locked" in lowered:
+        return "the database is busy"
+    return "the database is unavailable"
