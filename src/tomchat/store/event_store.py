@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.codec import decode_event, encode_data
@@ -32,13 +32,17 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Sequence[RecordedEvent]], None]
 
 
-class ConcurrencyError(Exception):
+class AppendConflict(Exception):
+    """The append contradicts what the log already holds; retrying it will not help."""
+
+
+class ConcurrencyError(AppendConflict):
     def __init__(self, room_id: str, expected: int, actual: int) -> None:
         super().__init__(f"room {room_id!r} is at version {actual}, not {expected}")
         self.room_id, self.expected, self.actual = room_id, expected, actual
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(AppendConflict):
     """Some, not all, of an append's event ids were already recorded."""
 
 
@@ -129,6 +133,7 @@ class EventStore:
             outcomes, fresh = await self._write(batch)
         except Exception as exc:
             if len(batch) == 1:
+                log.warning("append to room %s failed: %s", batch[0].room_id, exc)
                 outcomes, fresh = {id(batch[0]): _as_store_error(exc)}, []
             else:
                 # Keep one bad request from failing its neighbours: write each on its own.
@@ -298,6 +303,8 @@ async def _recorded_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UU
 
 
 def _as_store_error(exc: Exception) -> BaseException:
+    if isinstance(exc, IntegrityError):
+        return AppendConflict("the append conflicts with recorded data (a duplicate id?)")
     if isinstance(exc, OperationalError | DBAPIError):
         return StoreUnavailable(_db_reason(exc))
     return exc

@@ -1,0 +1,245 @@
+"""Fish Audio: live text-to-speech over its WebSocket, and speech recognition.
+
+Both go through the official ``fishaudio`` client (``fish-audio-sdk``), so what runs against
+the real service is exactly what the tests run against the fake one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from fishaudio import AsyncFishAudio, WebSocketOptions
+from fishaudio.exceptions import (
+    APIError,
+    AuthenticationError,
+    FishAudioError,
+    RateLimitError,
+)
+from fishaudio.exceptions import (
+    PermissionError as FishPermissionError,
+)
+from fishaudio.types import FlushEvent, TextEvent, TTSConfig
+
+from tomchat.ai.protocols import SpeechError, TranscriberError, Transcription
+from tomchat.ai.redaction import redact
+
+log = logging.getLogger("tomchat.ai.fish")
+
+# Where a sentence ends inside a streamed piece: terminal punctuation, any closing quotes or
+# brackets, then whitespace or the end of the piece. Flushing there lets Fish start speaking
+# a sentence as soon as it is complete instead of waiting for its own buffer to fill.
+_SENTENCE_END = re.compile(
+    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?:\s+|$)"
+    r"|[\u3002\uff01\uff1f]+[\u201d\u2019\u300d\u300f)]*\s*"
+    r"|\n+"
+)
+
+
+def sentence_pieces(piece: str) -> list[tuple[str, bool]]:
+    """Cut ``piece`` after each sentence end: ``[(text, ends_sentence), …]``, joined = ``piece``."""
+    out: list[tuple[str, bool]] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(piece):
+        if match.end() == start:
+            continue
+        out.append((piece[start : match.end()], True))
+        start = match.end()
+    if start < len(piece):
+        out.append((piece[start:], False))
+    return out
+
+
+class _TextFeed:
+    """The reply's text as Fish's client wants it: text events, a flush after each sentence.
+
+    The client reads this from a task of its own and never cancels that task when the audio
+    side stops early, so the feed remembers it for :meth:`abandon`. A failing source ends the
+    text rather than the speech: the audio for what was said so far is still wanted.
+    """
+
+    def __init__(self, source: AsyncIterable[str], on_end: Callable[[], None]) -> None:
+        self._source = source
+        self._on_end = on_end
+        self._reader: asyncio.Task[Any] | None = None
+
+    async def events(self) -> AsyncGenerator[TextEvent | FlushEvent, None]:
+        self._reader = asyncio.current_task()
+        unflushed = False
+        try:
+            async for piece in self._source:
+                for text, ends_sentence in sentence_pieces(piece):
+                    yield TextEvent(text=text)
+                    unflushed = not ends_sentence
+                    if ends_sentence:
+                        yield FlushEvent()
+        except Exception as error:
+            log.warning("text for speech ended early: %s", type(error).__name__)
+        finally:
+            self._on_end()
+        if unflushed:
+            yield FlushEvent()
+
+    def abandon(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+
+class FishSpeech:
+    """``Speech`` through Fish Audio's live TTS (``/v1/tts/live``), MP3 out."""
+
+    format = "mp3"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        voice: str | None,
+        model: str,
+        latency: str = "balanced",
+        idle_timeout: float = 30.0,
+        timeout: float = 30.0,
+    ) -> None:
+        self.voice = voice
+        self.model = model
+        self.latency = latency
+        # Once the text has ended, the longest wait for Fish's next frame before giving up.
+        self.idle_timeout = idle_timeout
+        self._api_key = api_key
+        self._client = AsyncFishAudio(api_key=api_key, base_url=base_url, timeout=timeout)
+        self._ws_options = WebSocketOptions(max_message_size_bytes=4 * 1024 * 1024)
+
+    def __repr__(self) -> str:
+        return f"FishSpeech(voice={self.voice!r}, model={self.model!r})"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def speak(
+        self, text: AsyncIterable[str], voice: str | None = None
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        waiting = False  # True only while we wait on Fish, never while our reader works
+        text_ended = False
+
+        async with asyncio.timeout(None) as deadline:
+
+            def arm() -> None:
+                deadline.reschedule(loop.time() + self.idle_timeout)
+
+            def on_text_end() -> None:
+                nonlocal text_ended
+                text_ended = True
+                if waiting:
+                    arm()
+
+            feed = _TextFeed(text, on_text_end)
+            stream = self._client.tts.stream_websocket(
+                feed.events(),
+                reference_id=voice or self.voice,
+                format=self.format,
+                latency=self.latency,
+                config=TTSConfig(format=self.format),
+                model=self.model,
+                ws_options=self._ws_options,
+            )
+            try:
+                while True:
+                    # While text still streams, silence from Fish is normal; after, it is not.
+                    waiting = True
+                    if text_ended:
+                        arm()
+                    try:
+                        chunk = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise
+                    except Exception as error:
+                        raise SpeechError(self._describe(error)) from None
+                    finally:
+                        waiting = False
+                        if not deadline.expired():
+                            deadline.reschedule(None)
+                    if chunk:
+                        yield chunk
+            except TimeoutError:
+                raise SpeechError(
+                    f"Fish Audio sent no audio for {self.idle_timeout:g}s after the text ended"
+                ) from None
+            finally:
+                feed.abandon()
+                await stream.aclose()
+
+    def _describe(self, error: BaseException) -> str:
+        inner = _unwrap(error)
+        if isinstance(inner, AuthenticationError | FishPermissionError):
+            message = f"Fish Audio refused the API key (HTTP {inner.status})"
+        elif isinstance(inner, APIError):
+            message = f"Fish Audio TTS failed (HTTP {inner.status})"
+        elif type(inner).__name__ == "WebSocketUpgradeError":
+            status = getattr(getattr(inner, "response", None), "status_code", "?")
+            message = f"Fish Audio refused the live TTS connection (HTTP {status})"
+        elif isinstance(inner, FishAudioError):
+            message = f"Fish Audio TTS failed: {inner}"
+        elif isinstance(inner, httpx.HTTPError):
+            message = f"Could not reach Fish Audio ({type(inner).__name__})"
+        else:
+            message = f"Fish Audio TTS failed ({type(inner).__name__})"
+        return redact(message, [self._api_key])
+
+
+class FishTranscriber:
+    """``Transcriber`` through Fish Audio's ASR (``POST /v1/asr``)."""
+
+    def __init__(self, *, api_key: str, base_url: str, timeout: float = 60.0) -> None:
+        self._api_key = api_key
+        self._client = AsyncFishAudio(api_key=api_key, base_url=base_url, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return "FishTranscriber()"
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def transcribe(self, audio: bytes, mime_type: str) -> Transcription:
+        try:
+            # The service reads the container itself; mime_type is only for our own checks.
+            result = await self._client.asr.transcribe(audio=audio, include_timestamps=False)
+        except (AuthenticationError, FishPermissionError) as error:
+            raise TranscriberError(
+                f"Fish Audio refused the API key (HTTP {error.status})"
+            ) from None
+        except RateLimitError:
+            raise TranscriberError(
+                "Fish Audio is rate limiting speech recognition (HTTP 429)"
+            ) from None
+        except APIError as error:
+            raise TranscriberError(
+                f"Fish Audio speech recognition failed (HTTP {error.status})"
+            ) from None
+        except httpx.TimeoutException:
+            raise TranscriberError("Fish Audio speech recognition timed out") from None
+        except httpx.HTTPError as error:
+            raise TranscriberError(f"Could not reach Fish Audio ({type(error).__name__})") from None
+        except ValueError:
+            # pydantic's ValidationError or a body that is not JSON
+            raise TranscriberError(
+                "Fish Audio answered speech recognition with something unexpected"
+            ) from None
+        # The current API reports the duration in seconds (older SDK docs said milliseconds).
+        duration = getattr(result, "duration", None)
+        duration_ms = round(float(duration) * 1000) if isinstance(duration, int | float) else None
+        return Transcription(text=str(result.text).strip(), duration_ms=duration_ms)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The first real cause inside the exception groups anyio wraps WebSocket errors in."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

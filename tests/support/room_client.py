@@ -1,0 +1,183 @@
+"""A reference catch-up client over the real python-socketio client.
+
+It follows DESIGN §2 to the letter: live events that arrive before the join ack wait, events
+at or below the applied version are dropped, an event past a hole is held back, and the
+transcript it rebuilds must equal the server's ``messages`` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+LIVE_EVENTS = ("message", "aiStart", "aiTextChunk", "aiAudio", "aiComplete")
+
+
+@dataclass
+class Line:
+    id: str
+    author: str
+    is_ai: bool
+    content: str
+    status: str
+    first_version: int
+    audio_url: str | None = None
+
+
+@dataclass
+class RoomClient:
+    url: str
+    room_id: str
+    username: str
+    sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient())
+    version: int = -1  # -1: not joined yet
+    lines: dict[str, Line] = field(default_factory=dict)
+    applied: list[int] = field(default_factory=list)  # every version applied, in order
+    live_received: list[int] = field(default_factory=list)
+    presence: list[str] = field(default_factory=list)
+    _held: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    _joining: bool = False
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def connect(self) -> None:
+        for name in LIVE_EVENTS:
+            self.sio.on(name, self._live_handler(name))
+        self.sio.on("presence", self._on_presence)
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=10)
+
+    async def join(self, since: int | None = None) -> dict[str, Any]:
+        self._joining = True
+        payload: dict[str, Any] = {"roomId": self.room_id, "username": self.username}
+        if since is not None:
+            payload["since"] = since
+        ack = await self.sio.call("joinRoom", payload, timeout=10)
+        assert ack["ok"], ack
+        self._apply_ack(ack)
+        self._joining = False
+        self._drain()
+        return ack
+
+    async def send(self, content: str, client_id: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"roomId": self.room_id, "content": content}
+        if client_id:
+            payload["clientId"] = client_id
+        return await self.sio.call("sendMessage", payload, timeout=10)  # type: ignore[no-any-return]
+
+    async def call(self, event: str, payload: Any) -> dict[str, Any]:
+        return await self.sio.call(event, payload, timeout=10)  # type: ignore[no-any-return]
+
+    async def disconnect(self) -> None:
+        await self.sio.disconnect()
+
+    async def reconnect(self) -> dict[str, Any]:
+        """A new connection that resumes from the last applied version."""
+        self.sio = socketio.AsyncClient()
+        self._held.clear()
+        await self.connect()
+        return await self.join(since=self.version)
+
+    async def wait_for(self, predicate: Any, timeout: float = 15) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    # -- the ordering rules ------------------------------------------------------------------
+
+    def _live_handler(self, name: str) -> Any:
+        async def handle(payload: dict[str, Any]) -> None:
+            if payload.get("roomId", self.room_id) != self.room_id:
+                return
+            self.live_received.append(payload["version"])
+            self._held[payload["version"]] = (name, payload)
+            if not self._joining:
+                self._drain()
+
+        return handle
+
+    async def _on_presence(self, payload: dict[str, Any]) -> None:
+        self.presence = payload["members"]
+        self._changed.set()
+
+    def _drain(self) -> None:
+        for v in [v for v in self._held if v <= self.version]:
+            del self._held[v]
+        while (item := self._held.pop(self.version + 1, None)) is not None:
+            name, payload = item
+            self._apply_live(name, payload)
+        self._changed.set()
+
+    def _apply_ack(self, ack: dict[str, Any]) -> None:
+        if "events" in ack:
+            for event in ack["events"]:
+                if event["version"] <= self.version:
+                    continue
+                assert event["version"] == self.version + 1, (event["version"], self.version)
+                self._apply_raw(event)
+            assert self.version == ack["version"]
+            return
+        self.lines.clear()
+        for m in ack["messages"]:
+            self.lines[m["id"]] = Line(
+                m["id"], m["username"], m["isAI"], m["content"], m["status"], 0, m["audioUrl"]
+            )
+        for s in ack["streaming"]:
+            self.lines[s["messageId"]] = Line(
+                s["messageId"], s["username"], True, s["content"], "streaming", s["version"]
+            )
+        self.version = ack["version"]
+        self.applied.append(self.version)
+
+    def _apply_raw(self, event: dict[str, Any]) -> None:
+        data, v, kind = event["data"], event["version"], event["type"]
+        if kind == "message.posted":
+            self.lines[data["message_id"]] = Line(
+                data["message_id"], data["username"], False, data["content"], "complete", v,
+                data.get("audio_url"),
+            )
+        elif kind == "reply.started":
+            self.lines[data["message_id"]] = Line(
+                data["message_id"], data["character"], True, "", "streaming", v
+            )
+        elif kind == "reply.chunk":
+            self.lines[data["message_id"]].content += data["text"]
+        elif kind == "reply.audio":
+            self.lines[data["message_id"]].audio_url = data["audio_url"]
+        elif kind == "reply.completed":
+            line = self.lines[data["message_id"]]
+            line.content, line.status = data["content"], data["status"]
+        self.version = v
+        self.applied.append(v)
+
+    def _apply_live(self, name: str, p: dict[str, Any]) -> None:
+        v = p["version"]
+        if name == "message":
+            self.lines[p["id"]] = Line(
+                p["id"], p["username"], False, p["content"], "complete", v, p["audioUrl"]
+            )
+        elif name == "aiStart":
+            self.lines[p["messageId"]] = Line(p["messageId"], p["username"], True, "", "streaming", v)
+        elif name == "aiTextChunk":
+            self.lines[p["messageId"]].content += p["chunk"]
+        elif name == "aiAudio":
+            self.lines[p["messageId"]].audio_url = p["audioUrl"]
+        elif name == "aiComplete":
+            line = self.lines[p["id"]]
+            line.content, line.status = p["content"], p["status"]
+        self.version = v
+        self.applied.append(v)
+
+    # -- what the tests compare --------------------------------------------------------------
+
+    def transcript(self) -> list[tuple[str, str, bool, str, str]]:
+        return [(x.id, x.author, x.is_ai, x.content, x.status) for x in self.lines.values()]
+
+    def text_of(self, message_id: str) -> str:
+        return self.lines[message_id].content
+
+    def status_of(self, message_id: str) -> str | None:
+        line = self.lines.get(message_id)
+        return line.status if line else None
