@@ -103,7 +103,7 @@ class FakeFish:
         self.asr_status = 200
         self.asr_answer: dict[str, Any] = {
             "text": "Hello Tom, how are you?",
-            "duration": 1830.0,
+            "duration": 1.83,
             "segments": [{"text": "Hello Tom, how are you?", "start": 0.0, "end": 1.83}],
         }
         self._serial = 0
@@ -171,7 +171,9 @@ class FakeFish:
     def _authorized(self, headers: dict[str, str]) -> bool:
         return headers.get("authorization") == f"Bearer {self.api_key}"
 
-    async def _asr(self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _asr(
+        self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
+    ) -> None:
         body = bytearray()
         while True:
             message = await receive()
@@ -300,7 +302,10 @@ async def _json(send: Send, status: int, payload: Any) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

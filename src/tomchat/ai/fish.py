@@ -126,29 +126,29 @@ class FishSpeech:
         loop = asyncio.get_running_loop()
         waiting = False  # True only while we wait on Fish, never while our reader works
         text_ended = False
+        deadline = asyncio.timeout(None)
 
-        async with asyncio.timeout(None) as deadline:
+        def arm() -> None:
+            deadline.reschedule(loop.time() + self.idle_timeout)
 
-            def arm() -> None:
-                deadline.reschedule(loop.time() + self.idle_timeout)
+        def on_text_end() -> None:
+            nonlocal text_ended
+            text_ended = True
+            if waiting:
+                arm()
 
-            def on_text_end() -> None:
-                nonlocal text_ended
-                text_ended = True
-                if waiting:
-                    arm()
-
-            feed = _TextFeed(text, on_text_end)
-            stream = self._client.tts.stream_websocket(
-                feed.events(),
-                reference_id=voice or self.voice,
-                format=self.format,
-                latency=self.latency,
-                config=TTSConfig(format=self.format),
-                model=self.model,
-                ws_options=self._ws_options,
-            )
-            try:
+        feed = _TextFeed(text, on_text_end)
+        stream = self._client.tts.stream_websocket(
+            feed.events(),
+            reference_id=voice or self.voice,
+            format=self.format,
+            latency=self.latency,
+            config=TTSConfig(format=self.format),
+            model=self.model,
+            ws_options=self._ws_options,
+        )
+        try:
+            async with deadline:
                 while True:
                     # While text still streams, silence from Fish is normal; after, it is not.
                     waiting = True
@@ -158,8 +158,6 @@ class FishSpeech:
                         chunk = await anext(stream)
                     except StopAsyncIteration:
                         break
-                    except TimeoutError:
-                        raise
                     except Exception as error:
                         raise SpeechError(self._describe(error)) from None
                     finally:
@@ -168,13 +166,15 @@ class FishSpeech:
                             deadline.reschedule(None)
                     if chunk:
                         yield chunk
-            except TimeoutError:
-                raise SpeechError(
-                    f"Fish Audio sent no audio for {self.idle_timeout:g}s after the text ended"
-                ) from None
-            finally:
-                feed.abandon()
-                await stream.aclose()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise SpeechError(
+                f"Fish Audio sent no audio for {self.idle_timeout:g}s after the text ended"
+            ) from None
+        finally:
+            feed.abandon()
+            await _close_quietly(stream)
 
     def _describe(self, error: BaseException) -> str:
         inner = _unwrap(error)
@@ -183,8 +183,11 @@ class FishSpeech:
         elif isinstance(inner, APIError):
             message = f"Fish Audio TTS failed (HTTP {inner.status})"
         elif type(inner).__name__ == "WebSocketUpgradeError":
-            status = getattr(getattr(inner, "response", None), "status_code", "?")
-            message = f"Fish Audio refused the live TTS connection (HTTP {status})"
+            status = getattr(getattr(inner, "response", None), "status_code", None)
+            if status in (401, 403):
+                message = f"Fish Audio refused the API key (HTTP {status})"
+            else:
+                message = f"Fish Audio refused the live TTS connection (HTTP {status})"
         elif isinstance(inner, FishAudioError):
             message = f"Fish Audio TTS failed: {inner}"
         elif isinstance(inner, httpx.HTTPError):
@@ -236,6 +239,18 @@ class FishTranscriber:
         duration = getattr(result, "duration", None)
         duration_ms = round(float(duration) * 1000) if isinstance(duration, int | float) else None
         return Transcription(text=str(result.text).strip(), duration_ms=duration_ms)
+
+
+async def _close_quietly(stream: AsyncGenerator[bytes, None]) -> None:
+    """Close the client's generator; it reports its own closing as an exception group."""
+    try:
+        await stream.aclose()
+    except BaseExceptionGroup as group:
+        rest = group.split(GeneratorExit)[1]
+        if rest is not None:
+            log.debug("closing the Fish stream: %r", rest)
+    except Exception as error:
+        log.debug("closing the Fish stream: %r", error)
 
 
 def _unwrap(error: BaseException) -> BaseException:
