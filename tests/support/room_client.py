@@ -129,7 +129,7 @@ class RoomClient:
                 s["messageId"], s["username"], True, s["content"], "streaming", s["version"]
             )
         self.version = ack["version"]
-        self.applied.append(self.version)
+        self.applied = [self.version]  # a snapshot starts the sequence afresh
 
     def _apply_raw(self, event: dict[str, Any]) -> None:
         data, v, kind = event["data"], event["version"], event["type"]

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from tomchat.domain import limits
@@ -101,7 +101,7 @@ class RoomController(Controller):
         return [_room(info, counts.get(info.id, 0)) for info in await svc.reader.rooms()]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_room(self, state: State, data: NewRoom) -> Room:
+    async def create_room(self, state: State, data: JSONBody[NewRoom]) -> Room:
         svc = services(state)
         room_id = data.id or _slug(data.name)
         if not await svc.conversation.ensure_room(room_id, data.name):
