@@ -146,13 +146,3 @@ async def server(server_settings: Settings) -> AsyncIterator[RunningServer]:
     running, stop = await start_server(server_settings)
     yield running
     await stop()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def repo_root() -> Iterator[Path]:
-    yield Path(__file__).resolve().parent.parent

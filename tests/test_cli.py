@@ -20,9 +20,15 @@ pytestmark = pytest.mark.timeout(90)
 TOMCHAT = [sys.executable, "-m", "tomchat.cli"]
 
 
-def run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        TOMCHAT + args, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+        [*TOMCHAT, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -30,7 +36,10 @@ def test_db_upgrade_creates_the_tables(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "t.db"
     done = run(["db", "upgrade"], {"TOMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{db}"})
     assert done.returncode == 0, done.stderr
-    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")
+    }
     assert {"streams", "events", "messages", "alembic_version"} <= tables
 
 
@@ -61,7 +70,9 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
             {"TOMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"},
         )
     assert done.returncode == 2
-    assert done.stderr.strip() == f"tomchat: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert (
+        done.stderr.strip() == f"tomchat: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
 
 
 def test_bad_port_setting(tmp_path: Path) -> None:
@@ -76,8 +87,13 @@ def test_serve_answers_health_and_rebuild_keeps_rows(tmp_path: Path) -> None:
         "TOMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}",
         "TOMCHAT_MEDIA_DIR": str(tmp_path / "media"),
     }
-    proc = subprocess.Popen(TOMCHAT + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*TOMCHAT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -89,7 +105,9 @@ def test_serve_answers_health_and_rebuild_keeps_rows(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert health.json() == {"status": "ok", "database": "ok", "redis": "disabled"}
-        made = httpx.post(f"http://127.0.0.1:{port}/api/rooms", json={"name": "Cli room", "id": "cli"})
+        made = httpx.post(
+            f"http://127.0.0.1:{port}/api/rooms", json={"name": "Cli room", "id": "cli"}
+        )
         assert made.status_code == 201 and made.json()["version"] == 3
     finally:
         proc.terminate()
@@ -97,7 +115,9 @@ def test_serve_answers_health_and_rebuild_keeps_rows(tmp_path: Path) -> None:
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     output = proc.stdout.read() if proc.stdout else ""
     assert proc.returncode in (0, -15) and "Application shutdown complete" in output, output
-    done = run(["projections", "rebuild", "--check"], {"TOMCHAT_DATABASE_URL": env["TOMCHAT_DATABASE_URL"]})
+    done = run(
+        ["projections", "rebuild", "--check"], {"TOMCHAT_DATABASE_URL": env["TOMCHAT_DATABASE_URL"]}
+    )
     assert done.returncode == 0 and "checked 1 message rows; 0 differed" in done.stdout, done.stderr
     done = run(["projections", "rebuild"], {"TOMCHAT_DATABASE_URL": env["TOMCHAT_DATABASE_URL"]})
     assert "rebuilt 1 message rows; 0 differed" in done.stdout

@@ -29,8 +29,10 @@ async def test_versions_are_contiguous_per_room(store: EventStore) -> None:
     b = await store.append("b", [RoomCreated(name="B", character="Tom")])
     more = await store.append(
         "a",
-        [MessagePosted(message_id="m1", username="ann", content="hi"),
-         MessagePosted(message_id="m2", username="bob", content="yo")],
+        [
+            MessagePosted(message_id="m1", username="ann", content="hi"),
+            MessagePosted(message_id="m2", username="bob", content="yo"),
+        ],
     )
     assert [e.version for e in a + more] == [1, 2, 3]
     assert [e.version for e in b] == [1]
@@ -50,8 +52,10 @@ async def test_retried_append_returns_the_original_and_writes_nothing(store: Eve
     assert len(await store.read_stream("r")) == 1
     # Concurrent retries land in one batch: still one record.
     second = MessagePosted(message_id="m2", username="ann", content="hi")
-    twice = await asyncio.gather(store.append("r", [NewEvent(second, uuid.UUID(int=7))]),
-                                 store.append("r", [NewEvent(second, uuid.UUID(int=7))]))
+    twice = await asyncio.gather(
+        store.append("r", [NewEvent(second, uuid.UUID(int=7))]),
+        store.append("r", [NewEvent(second, uuid.UUID(int=7))]),
+    )
     assert twice[0] == twice[1]
     assert [e.version for e in await store.read_stream("r")] == [1, 2]
 
@@ -118,8 +122,13 @@ async def test_group_commit_under_concurrency(store: EventStore) -> None:
 
 
 async def test_rebuild_restores_a_damaged_projection(store: EventStore) -> None:
-    await store.append("r", [RoomCreated(name="r", character="Tom"),
-                             MessagePosted(message_id="m1", username="ann", content="hi")])
+    await store.append(
+        "r",
+        [
+            RoomCreated(name="r", character="Tom"),
+            MessagePosted(message_id="m1", username="ann", content="hi"),
+        ],
+    )
     good = await _all_messages(store)
     async with store.db.writer.begin() as conn:
         await conn.execute(messages.update().values(content="tampered"))
@@ -132,10 +141,14 @@ async def test_rebuild_restores_a_damaged_projection(store: EventStore) -> None:
 async def test_listeners_hear_commits_in_order(store: EventStore) -> None:
     heard: list[tuple[str, int]] = []
     store.subscribe(lambda batch: heard.extend((e.room_id, e.version) for e in batch))
-    await asyncio.gather(*(
-        store.append(f"r{i % 3}", [MessagePosted(message_id=f"m{i}", username="u", content="x")])
-        for i in range(30)
-    ))
+    await asyncio.gather(
+        *(
+            store.append(
+                f"r{i % 3}", [MessagePosted(message_id=f"m{i}", username="u", content="x")]
+            )
+            for i in range(30)
+        )
+    )
     for room in ("r0", "r1", "r2"):
         assert [v for r, v in heard if r == room] == list(range(1, 11))
     async with store.db.reader.connect() as conn:

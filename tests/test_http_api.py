@@ -65,11 +65,17 @@ async def test_message_pages_and_the_raw_log(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         first = (await http.get("/api/rooms/paged/messages", params={"limit": 3})).json()
         assert [m["content"] for m in first["messages"]] == ["n4", "n5", "n6"]
-        second = (await http.get("/api/rooms/paged/messages",
-                                 params={"limit": 3, "before": first["nextBefore"]})).json()
+        second = (
+            await http.get(
+                "/api/rooms/paged/messages", params={"limit": 3, "before": first["nextBefore"]}
+            )
+        ).json()
         assert [m["content"] for m in second["messages"]] == ["n1", "n2", "n3"]
-        third = (await http.get("/api/rooms/paged/messages",
-                                params={"limit": 3, "before": second["nextBefore"]})).json()
+        third = (
+            await http.get(
+                "/api/rooms/paged/messages", params={"limit": 3, "before": second["nextBefore"]}
+            )
+        ).json()
         assert [m["isAI"] for m in third["messages"]] == [True, False]
         assert third["nextBefore"] is None
         log = (await http.get("/api/rooms/paged/events", params={"after": 2, "limit": 4})).json()

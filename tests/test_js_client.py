@@ -29,8 +29,12 @@ async def test_js_client_joining_mid_reply_ends_with_the_reply(
     server: RunningServer, js_client: Path
 ) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "node", str(js_client), server.url, "jsroom",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "node",
+        str(js_client),
+        server.url,
+        "jsroom",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

@@ -61,8 +61,12 @@ async def test_reply_streams_to_everyone_and_matches_the_table(server: RunningSe
     assert sent["ok"] and sent["version"] == 4
     expected = compose_reply([ChatTurn("user", "ann: What do you know about sailing boats?")])
     for c in (ann, bob):
-        await c.wait_for(lambda c: any(x.is_ai and x.status == "complete" and x.content == expected
-                                       for x in c.lines.values()))
+        await c.wait_for(
+            lambda c: any(
+                x.is_ai and x.status == "complete" and x.content == expected
+                for x in c.lines.values()
+            )
+        )
         assert c.applied == list(range(3, c.version + 1))
         assert as_table(c) == await table(server, "r1")
     await ann.disconnect()
@@ -73,8 +77,11 @@ async def test_late_joiner_mid_reply_gets_exactly_the_reply(server: RunningServe
     ann = await client(server, "r2", "ann")
     await ann.join()
     await ann.send("Tell me a long story about dragons and castles")
-    await ann.wait_for(lambda c: sum(1 for x in c.lines.values()
-                                     if x.status == "streaming" and len(x.content) > 20) == 1)
+    await ann.wait_for(
+        lambda c: (
+            sum(1 for x in c.lines.values() if x.status == "streaming" and len(x.content) > 20) == 1
+        )
+    )
     bob = await client(server, "r2", "bob")
     ack = await bob.join()
     [streaming] = ack["streaming"]
@@ -94,7 +101,9 @@ async def test_rejoin_with_since_gets_the_rest_no_more_no_less(server: RunningSe
     await ann.join()
     await bob.join()
     await ann.send("Explain how the tides work please")
-    await bob.wait_for(lambda c: any(x.status == "streaming" and x.content for x in c.lines.values()))
+    await bob.wait_for(
+        lambda c: any(x.status == "streaming" and x.content for x in c.lines.values())
+    )
     await bob.disconnect()
     left_at = bob.version
     await asyncio.sleep(0.3)  # the reply goes on without bob
@@ -115,8 +124,9 @@ async def test_stop_keeps_the_partial_text(server: RunningServer) -> None:
     ann = await client(server, "r4", "ann")
     await ann.join()
     await ann.send("Give me a very long speech about the ocean")
-    await ann.wait_for(lambda c: any(x.status == "streaming" and len(x.content) > 10
-                                     for x in c.lines.values()))
+    await ann.wait_for(
+        lambda c: any(x.status == "streaming" and len(x.content) > 10 for x in c.lines.values())
+    )
     message_id = reply_id(ann, "streaming")
     ack = await ann.call("stopGeneration", {"roomId": "r4", "messageId": message_id})
     assert ack == {"ok": True}
@@ -137,12 +147,16 @@ async def test_messages_during_a_reply_are_answered_together(server: RunningServ
     await ann.wait_for(lambda c: any(x.status == "streaming" for x in c.lines.values()))
     second = await ann.send("second question about planes")
     third = await ann.send("third question about rockets")
-    await ann.wait_for(lambda c: sum(1 for x in c.lines.values()
-                                     if x.is_ai and x.status == "complete") == 3, timeout=30)
-    started = [e for e in await server.services.store.read_stream("r5")
-               if e.type == "reply.started"]
+    await ann.wait_for(
+        lambda c: sum(1 for x in c.lines.values() if x.is_ai and x.status == "complete") == 3,
+        timeout=30,
+    )
+    started = [
+        e for e in await server.services.store.read_stream("r5") if e.type == "reply.started"
+    ]
     assert [list(e.event.in_reply_to) for e in started[1:]] == [  # type: ignore[union-attr]
-        [first["messageId"]], [second["messageId"], third["messageId"]]
+        [first["messageId"]],
+        [second["messageId"], third["messageId"]],
     ]
     await ann.disconnect()
 
@@ -155,7 +169,9 @@ async def test_client_id_makes_sending_idempotent(server: RunningServer) -> None
     two = await ann.send("hello there", client_id="abc-1")
     assert one == two
     assert await event_count(server) == before or True  # the reply may be writing meanwhile
-    posted = [e for e in await server.services.store.read_stream("r6") if e.type == "message.posted"]
+    posted = [
+        e for e in await server.services.store.read_stream("r6") if e.type == "message.posted"
+    ]
     assert len(posted) == 1
     await ann.disconnect()
 

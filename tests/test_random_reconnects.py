@@ -49,7 +49,9 @@ async def test_random_joins_leaves_and_reconnects(server: RunningServer, seed: i
     for n in range(6):
         senders = [clients[i] for i in sorted(online)] or []
         if senders:
-            ack = await rng.choice(senders).send(f"question {n} about {rng.choice(['cats', 'tea', 'rain', 'maps'])}")
+            ack = await rng.choice(senders).send(
+                f"question {n} about {rng.choice(['cats', 'tea', 'rain', 'maps'])}"
+            )
             assert ack["ok"], ack
         await asyncio.sleep(rng.uniform(0.1, 0.6))
     stop.set()
@@ -57,7 +59,9 @@ async def test_random_joins_leaves_and_reconnects(server: RunningServer, seed: i
 
     # Let every reply finish, then bring everybody back.
     async with asyncio.timeout(60):
-        while await server.services.reader.unanswered(room) or server.services.conversation.streaming_in(room):
+        while await server.services.reader.unanswered(
+            room
+        ) or server.services.conversation.streaming_in(room):
             await asyncio.sleep(0.1)
     for i, c in enumerate(clients):
         if i not in online:

@@ -135,7 +135,12 @@ class RoomClient:
         data, v, kind = event["data"], event["version"], event["type"]
         if kind == "message.posted":
             self.lines[data["message_id"]] = Line(
-                data["message_id"], data["username"], False, data["content"], "complete", v,
+                data["message_id"],
+                data["username"],
+                False,
+                data["content"],
+                "complete",
+                v,
                 data.get("audio_url"),
             )
         elif kind == "reply.started":
@@ -159,7 +164,9 @@ class RoomClient:
                 p["id"], p["username"], False, p["content"], "complete", v, p["audioUrl"]
             )
         elif name == "aiStart":
-            self.lines[p["messageId"]] = Line(p["messageId"], p["username"], True, "", "streaming", v)
+            self.lines[p["messageId"]] = Line(
+                p["messageId"], p["username"], True, "", "streaming", v
+            )
         elif name == "aiTextChunk":
             self.lines[p["messageId"]].content += p["chunk"]
         elif name == "aiAudio":
