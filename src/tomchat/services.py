@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel
@@ -15,6 +15,9 @@ from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomReader
 
+if TYPE_CHECKING:
+    from tomchat.live.server import LiveServer
+
 
 @dataclass
 class Services:
@@ -25,7 +28,7 @@ class Services:
     model: ChatModel
     character: Character
     conversation: Conversation
-    live: Any = None  # the LiveServer, set by the app that mounts Socket.IO
+    live: LiveServer | None = None  # set by the app that mounts Socket.IO
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
