@@ -21,6 +21,8 @@ export interface WireMessage {
   /** Not in DESIGN §3 but tolerated if the server adds them. */
   source?: "text" | "voice";
   error?: string | null;
+  /** On the live `message` event: the sender's idempotency key. */
+  clientId?: string | null;
 }
 
 /** A reply still being written, as a join snapshot's `streaming[]` lists it. */
@@ -29,7 +31,10 @@ export interface WireStreaming {
   username: string;
   content: string;
   timestamp: string;
+  /** The version of the reply's `reply.started`. */
   version: number;
+  /** Set when the reply's voice arrived before the snapshot was read. */
+  audioUrl?: string | null;
 }
 
 /** One entry of the room's log, as `events[]` (catch-up) and the replay stream carry it. */

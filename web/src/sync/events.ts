@@ -25,6 +25,8 @@ export interface ChatMessage {
   firstVersion: number;
   source: "text" | "voice";
   error: string | null;
+  /** The sender's idempotency key, so the sender can match its outbox entry. */
+  clientId?: string | null;
 }
 
 export type RoomEvent =
@@ -59,9 +61,12 @@ export function fromWireMessage(m: WireMessage): ChatMessage {
     isAI: Boolean(m.isAI),
     audioUrl: m.audioUrl ?? null,
     status: asStatus(m.status),
+    // The wire gives the version of the last event that touched it; for ordering and paging
+    // that is close enough (a page overlap is deduplicated).
     firstVersion: m.version,
     source: m.source ?? (!m.isAI && m.audioUrl ? "voice" : "text"),
     error: m.error ?? null,
+    clientId: m.clientId ?? null,
   };
 }
 
@@ -134,6 +139,7 @@ export function fromRaw(raw: RawEvent): RoomEvent {
           firstVersion: version,
           source: d.source === "voice" ? "voice" : "text",
           error: null,
+          clientId: strOrNull(d.client_id),
         },
       };
     }

@@ -208,7 +208,7 @@ export class RoomSync {
         content: s.content,
         timestamp: s.timestamp,
         isAI: true,
-        audioUrl: null,
+        audioUrl: s.audioUrl ?? null,
         status: "streaming",
         firstVersion: s.version,
         source: "text",

@@ -1,0 +1,175 @@
+"""Two people in one room, in headless Chromium, against a real ``tomchat serve``."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import PeopleFactory, ServerProcess
+from tests.browser.people import new_room_id, rest_message
+
+pytestmark = pytest.mark.browser
+
+
+def test_reply_streams_in_for_every_member(people: PeopleFactory, output_dir: Path) -> None:
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+    expect(ann.page.get_by_test_id("member")).to_have_text(["ann (you)", "bob"])
+
+    ann.send("Tell me about lighthouses and storms at sea")
+    expect(bob.messages.filter(has_text="lighthouses and storms")).to_have_count(1)
+
+    # Bob watches the reply being written: the text grows, with the cursor at its end.
+    reply_id = bob.wait_reply_started(min_chars=1)
+    reply = bob.message(reply_id)
+    expect(reply.get_by_test_id("cursor")).to_be_visible()
+    expect(bob.page.get_by_test_id("stop-button")).to_be_visible()
+    seen = [len(bob.content_of(reply_id).text_content() or "")]
+    deadline = time.monotonic() + 10
+    while len(set(seen)) < 3 and time.monotonic() < deadline:
+        bob.page.wait_for_timeout(150)
+        seen.append(len(bob.content_of(reply_id).text_content() or ""))
+    assert len(set(seen)) >= 3, f"the reply did not grow on Bob's screen: {seen}"
+    assert seen == sorted(seen), f"the reply's text went backwards: {seen}"
+    bob.page.screenshot(path=output_dir / "room-mid-reply.png")
+
+    final = bob.wait_reply_finished(reply_id)
+    expect(reply.get_by_test_id("cursor")).to_have_count(0)
+    expect(bob.page.get_by_test_id("stop-button")).to_have_count(0)
+    assert final == rest_message(bob.base_url, room, reply_id)["content"]
+    assert ann.wait_reply_finished(reply_id) == final
+    bob.page.screenshot(path=output_dir / "room-finished.png")
+    assert ann.message_ids() == bob.message_ids()
+    assert not ann.errors and not bob.errors
+
+
+def test_reload_mid_reply_ends_with_the_full_text(people: PeopleFactory, output_dir: Path) -> None:
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+
+    ann.send("What do you think about mountain trains?")
+    reply_id = bob.wait_reply_started(min_chars=12)
+    bob.page.reload()
+    bob.expect_live()
+    # The snapshot brought the reply back, still being written or already finished.
+    expect(bob.message(reply_id)).to_have_count(1)
+    bob.page.screenshot(path=output_dir / "reload-after.png")
+
+    final = bob.wait_reply_finished(reply_id)
+    assert final == rest_message(bob.base_url, room, reply_id)["content"]
+    assert final == ann.wait_reply_finished(reply_id)
+    ids = bob.message_ids()
+    assert len(ids) == len(set(ids)), "a message is shown twice after the reload"
+    assert ids == ann.message_ids()
+
+
+def test_offline_mid_reply_catches_up_without_hole_or_duplicate(
+    people: PeopleFactory, output_dir: Path
+) -> None:
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+
+    ann.send("Could you explain how bees find their way home?")
+    reply_id = ann.wait_reply_started(min_chars=8)
+    ann.context.set_offline(True)
+    expect(ann.connection).to_have_attribute("data-state", "reconnecting")
+    frozen = ann.content_of(reply_id).text_content() or ""
+    # Tom goes on talking while Ann is away; Bob sees it.
+    bob.page.wait_for_function(
+        """([id, n]) => {
+            const el = document.querySelector(`[data-message-id="${id}"] [data-testid=message-content]`);
+            return el && el.textContent.length > n + 10;
+        }""",
+        arg=[reply_id, len(frozen)],
+    )
+    assert (ann.content_of(reply_id).text_content() or "") == frozen
+    ann.page.screenshot(path=output_dir / "offline.png")
+
+    ann.context.set_offline(False)
+    ann.expect_live()
+    final = ann.wait_reply_finished(reply_id)
+    assert final.startswith(frozen)
+    assert final == rest_message(ann.base_url, room, reply_id)["content"]
+    assert final == bob.wait_reply_finished(reply_id)
+    ids = ann.message_ids()
+    assert len(ids) == len(set(ids)), "a message is shown twice after coming back"
+    assert ids == bob.message_ids()
+
+
+def test_a_stopped_reply_shows_as_stopped(people: PeopleFactory) -> None:
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+
+    ann.send("Describe the longest river you can think of, in detail")
+    reply_id = ann.wait_reply_started(min_chars=5)
+    ann.page.get_by_test_id("stop-button").click()
+
+    for person in (ann, bob):
+        text = person.wait_reply_finished(reply_id, status="stopped")
+        expect(person.message(reply_id).get_by_test_id("message-status")).to_have_text("stopped")
+        expect(person.page.get_by_test_id("stop-button")).to_have_count(0)
+    stored = rest_message(ann.base_url, room, reply_id)
+    assert stored["status"] == "stopped"
+    assert text == stored["content"]
+
+
+def test_html_in_a_message_is_shown_as_text(people: PeopleFactory) -> None:
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+
+    payload = "<img src=x onerror=alert(1)>"
+    ann.send(payload)
+    for person in (ann, bob):
+        shown = person.messages.filter(has_text=payload)
+        expect(shown).to_have_count(1)
+        expect(shown.get_by_test_id("message-content")).to_have_text(payload)
+        expect(person.page.locator("[data-testid=messages] img")).to_have_count(0)
+    # Give an injected handler every chance to fire, then check that none did.
+    bob.page.wait_for_timeout(500)
+    assert ann.dialogs == [] and bob.dialogs == []
+
+
+def test_lobby_creates_a_room_and_remembers_the_name(
+    people: PeopleFactory, tomchat_server: ServerProcess
+) -> None:
+    cleo = people("")
+    page = cleo.page
+    page.goto(tomchat_server.url + "/")
+    page.get_by_test_id("username-input").fill("cleo")
+    page.get_by_test_id("room-name-input").fill("Book club")
+    page.get_by_role("button", name="Create room").click()
+    expect(page).to_have_url(re.compile(r"/room/Book-club-[0-9a-f]+$"))
+    cleo.expect_live()
+    expect(page.get_by_test_id("room-name")).to_have_text("Book club")
+    expect(page.get_by_test_id("member")).to_have_text(["cleo (you)"])
+    room_id = page.url.rsplit("/", 1)[1]
+
+    # A second person joins by pasting the link.
+    dan = people("dan")
+    dan.page.goto(tomchat_server.url + "/")
+    dan.page.get_by_test_id("room-link-input").fill(f"{tomchat_server.url}/room/{room_id}")
+    dan.page.get_by_role("button", name="Join").click()
+    dan.expect_live()
+    expect(dan.page.get_by_test_id("member")).to_have_text(["cleo", "dan (you)"])
+
+    # Back in the lobby Cleo sees the room with Dan in it, and her name is remembered.
+    page.go_back()
+    item = page.locator(f"[data-testid=room-item][data-room-id='{room_id}']")
+    expect(item).to_contain_text("Book club")
+    expect(item.get_by_test_id("room-members")).to_have_text("1 online")
+    page.reload()
+    expect(page.get_by_test_id("username-input")).to_have_value("cleo")

@@ -1,0 +1,28 @@
+import { LobbyPage } from "./components/Lobby";
+import { ReplayPage } from "./components/Replay";
+import { RoomPage } from "./components/Room";
+import { navigate, parseRoute, usePathname } from "./lib/router";
+
+export function App() {
+  const route = parseRoute(usePathname());
+  switch (route.page) {
+    case "lobby":
+      return <LobbyPage />;
+    case "room":
+      // A new key per room: nothing of one room's state leaks into the next.
+      return <RoomPage key={route.roomId} roomId={route.roomId} />;
+    case "replay":
+      return <ReplayPage key={route.roomId} roomId={route.roomId} />;
+    case "notFound":
+      return (
+        <main className="page narrow">
+          <h1>Nothing here</h1>
+          <p>
+            <a href="/" onClick={(e) => (e.preventDefault(), navigate("/"))}>
+              Back to the rooms
+            </a>
+          </p>
+        </main>
+      );
+  }
+}

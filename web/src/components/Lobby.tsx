@@ -1,0 +1,176 @@
+import { type FormEvent, useCallback, useEffect, useState } from "react";
+import type { RoomSummary } from "../api/protocol";
+import { createRoom, listRooms } from "../api/rest";
+import { navigate, roomIdFromLink, roomPath } from "../lib/router";
+import { timeAgo } from "../lib/time";
+import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
+import { Link } from "./Link";
+
+const REFRESH_MS = 10_000;
+
+export function LobbyPage() {
+  const [rooms, setRooms] = useState<RoomSummary[] | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
+
+  const refresh = useCallback(async () => {
+    try {
+      setRooms(await listRooms());
+      setLoadError(null);
+    } catch (e) {
+      setLoadError(e instanceof Error ? e.message : String(e));
+    }
+  }, []);
+
+  useEffect(() => {
+    void refresh();
+    const timer = setInterval(() => void refresh(), REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [refresh]);
+
+  return (
+    <main className="page lobby">
+      <header className="lobby-header">
+        <h1>
+          <span className="logo" aria-hidden="true">
+            ◆
+          </span>{" "}
+          tomchat
+        </h1>
+        <p className="tagline">Rooms where people talk with Tom, together.</p>
+      </header>
+
+      <UsernameField />
+
+      <div className="lobby-grid">
+        <section className="card">
+          <h2>Rooms</h2>
+          {loadError && <p className="error">Could not load the rooms: {loadError}</p>}
+          {rooms === null && !loadError && <p className="muted">Loading…</p>}
+          {rooms?.length === 0 && <p className="muted">No rooms yet. Create the first one.</p>}
+          {rooms && rooms.length > 0 && <RoomList rooms={rooms} />}
+        </section>
+
+        <aside className="lobby-side">
+          <CreateRoom />
+          <JoinByLink />
+        </aside>
+      </div>
+    </main>
+  );
+}
+
+function RoomList({ rooms }: { rooms: RoomSummary[] }) {
+  // Most recently active first: that is where the conversation is.
+  const sorted = [...rooms].sort((a, b) => (b.updatedAt ?? "").localeCompare(a.updatedAt ?? ""));
+  return (
+    <ul className="room-list" data-testid="room-list">
+      {sorted.map((room) => {
+        const online = Array.isArray(room.members) ? room.members.length : (room.members ?? 0);
+        return (
+          <li key={room.id} data-testid="room-item" data-room-id={room.id}>
+            <Link href={roomPath(room.id)} className="room-link">
+              <span className="room-name">{room.name || room.id}</span>
+              <span className="room-meta">
+                <span className={online > 0 ? "online" : "muted"} data-testid="room-members">
+                  {online} online
+                </span>
+                <span className="muted" title={room.updatedAt}>
+                  active {timeAgo(room.updatedAt)}
+                </span>
+              </span>
+            </Link>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+function UsernameField() {
+  const [name, setName] = useState(loadUsername);
+  return (
+    <label className="username-field">
+      Your name
+      <input
+        data-testid="username-input"
+        value={name}
+        maxLength={MAX_USERNAME_CHARS}
+        placeholder="How others see you"
+        onChange={(e) => {
+          setName(e.target.value);
+          saveUsername(cleanUsername(e.target.value));
+        }}
+      />
+    </label>
+  );
+}
+
+function CreateRoom() {
+  const [name, setName] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const trimmed = name.trim();
+    if (!trimmed) return;
+    setBusy(true);
+    setError(null);
+    try {
+      const room = await createRoom(trimmed);
+      navigate(roomPath(room.id));
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form className="card" onSubmit={submit} data-testid="create-room">
+      <h2>New room</h2>
+      <input
+        data-testid="room-name-input"
+        value={name}
+        maxLength={100}
+        placeholder="Room name"
+        onChange={(e) => setName(e.target.value)}
+      />
+      <button type="submit" className="primary" disabled={busy || !name.trim()}>
+        {busy ? "Creating…" : "Create room"}
+      </button>
+      {error && <p className="error">{error}</p>}
+    </form>
+  );
+}
+
+function JoinByLink() {
+  const [link, setLink] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const id = roomIdFromLink(link);
+    if (!id) {
+      setError("That is not a room link or room id.");
+      return;
+    }
+    navigate(roomPath(id));
+  };
+  return (
+    <form className="card" onSubmit={submit} data-testid="join-room">
+      <h2>Join by link</h2>
+      <input
+        data-testid="room-link-input"
+        value={link}
+        placeholder="Paste a room link"
+        onChange={(e) => {
+          setLink(e.target.value);
+          setError(null);
+        }}
+      />
+      <button type="submit" disabled={!link.trim()}>
+        Join
+      </button>
+      {error && <p className="error">{error}</p>}
+    </form>
+  );
+}

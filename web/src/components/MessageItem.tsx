@@ -1,0 +1,114 @@
+import { memo } from "react";
+import type { PlayerState } from "../audio/player";
+import type { OutgoingMessage } from "../live/connection";
+import { clockTime, fullTime } from "../lib/time";
+import { Icon } from "./Icon";
+import type { ChatMessage } from "../sync/events";
+
+const STATUS_LABELS: Partial<Record<ChatMessage["status"], string>> = {
+  streaming: "writing…",
+  stopped: "stopped",
+  failed: "failed",
+  interrupted: "interrupted",
+};
+
+interface Props {
+  message: ChatMessage;
+  mine: boolean;
+  playing: boolean;
+  onPlay: (message: ChatMessage) => void;
+}
+
+/**
+ * One transcript entry. All text goes through React's text nodes: nothing a person or
+ * the model wrote is ever parsed as HTML.
+ */
+export const MessageItem = memo(function MessageItem({ message, mine, playing, onPlay }: Props) {
+  const streaming = message.status === "streaming";
+  const label = STATUS_LABELS[message.status];
+  const kind = message.isAI ? "ai" : mine ? "mine" : "other";
+  return (
+    <li
+      className={`message ${kind} status-${message.status}`}
+      data-testid="message"
+      data-message-id={message.id}
+      data-status={message.status}
+      data-streaming={streaming ? "true" : "false"}
+      data-ai={message.isAI ? "true" : "false"}
+    >
+      <div className="meta">
+        <span className="author">{message.username || (message.isAI ? "Tom" : "?")}</span>
+        {message.source === "voice" && <span className="tag">voice</span>}
+        <time dateTime={message.timestamp} title={fullTime(message.timestamp)}>
+          {clockTime(message.timestamp)}
+        </time>
+        {label && (
+          <span className={`status status-${message.status}`} data-testid="message-status">
+            {label}
+          </span>
+        )}
+      </div>
+      <div className="bubble">
+        <p className="content" data-testid="message-content">
+          {message.content}
+          {streaming && <span className="cursor" data-testid="cursor" aria-hidden="true" />}
+        </p>
+        {message.error && message.status === "failed" && <p className="error small">{message.error}</p>}
+        {message.audioUrl && (
+          <button
+            type="button"
+            className={`play ${playing ? "on" : ""}`}
+            data-testid="play-audio"
+            aria-label={playing ? "Stop audio" : message.isAI ? "Play Tom's voice" : "Play the recording"}
+            onClick={() => onPlay(message)}
+          >
+            <Icon name={playing ? "stop" : "play"} size={12} /> {playing ? "Stop" : message.isAI ? "Play" : "Play recording"}
+          </button>
+        )}
+      </div>
+    </li>
+  );
+});
+
+interface OutgoingProps {
+  item: OutgoingMessage;
+  username: string;
+  onRetry: (clientId: string) => void;
+  onDiscard: (clientId: string) => void;
+}
+
+/** A message of ours the server has not shown to the room yet. */
+export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingProps) {
+  const text = item.kind === "voice" && !item.content ? (item.state === "sending" ? "Transcribing your voice…" : "Voice message") : item.content;
+  return (
+    <li
+      className={`message mine outgoing ${item.state}`}
+      data-testid="outgoing"
+      data-client-id={item.clientId}
+      data-status={item.state}
+    >
+      <div className="meta">
+        <span className="author">{username}</span>
+        <span className={`status status-${item.state}`}>{item.state === "sending" ? "sending…" : "not sent"}</span>
+      </div>
+      <div className="bubble">
+        <p className="content">{text}</p>
+        {item.state === "failed" && (
+          <p className="error small">
+            {item.error}{" "}
+            <button type="button" className="link" onClick={() => onRetry(item.clientId)}>
+              Retry
+            </button>{" "}
+            <button type="button" className="link" onClick={() => onDiscard(item.clientId)}>
+              Discard
+            </button>
+          </p>
+        )}
+      </div>
+    </li>
+  );
+}
+
+export function isPlaying(player: PlayerState, message: ChatMessage): boolean {
+  return player.playing === message.id;
+}

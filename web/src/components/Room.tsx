@@ -1,0 +1,214 @@
+import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { getRoom, olderMessages } from "../api/rest";
+import { voicePlayer } from "../audio/voice";
+import { RoomConnection } from "../live/connection";
+import { roomPath } from "../lib/router";
+import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
+import { useStore } from "../lib/useStore";
+import type { ChatMessage } from "../sync/events";
+import { Composer } from "./Composer";
+import { ConnectionBadge } from "./ConnectionBadge";
+import { Icon } from "./Icon";
+import { Link } from "./Link";
+import { OutgoingItem } from "./MessageItem";
+import { Transcript } from "./Transcript";
+import { VoiceControls } from "./VoiceControls";
+
+export function RoomPage({ roomId }: { roomId: string }) {
+  const [username, setUsername] = useState(() => cleanUsername(loadUsername()));
+  if (!username) return <UsernameGate roomId={roomId} onDone={setUsername} />;
+  return <RoomSession key={username} roomId={roomId} username={username} />;
+}
+
+/** Asked once per browser: the name is remembered for every room after. */
+function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: string) => void }) {
+  const [name, setName] = useState("");
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const clean = cleanUsername(name);
+    if (!clean) return;
+    saveUsername(clean);
+    onDone(clean);
+  };
+  return (
+    <main className="page narrow">
+      <form className="card" onSubmit={submit} data-testid="username-gate">
+        <h1>Join “{roomId}”</h1>
+        <label>
+          Your name
+          <input
+            autoFocus
+            data-testid="username-input"
+            value={name}
+            maxLength={MAX_USERNAME_CHARS}
+            onChange={(e) => setName(e.target.value)}
+            placeholder="How others see you"
+          />
+        </label>
+        <button type="submit" className="primary" data-testid="username-submit" disabled={!cleanUsername(name)}>
+          Enter the room
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function RoomSession({ roomId, username }: { roomId: string; username: string }) {
+  const [connection, setConnection] = useState<RoomConnection | null>(null);
+
+  // The connection lives exactly as long as this component is on screen.
+  useEffect(() => {
+    const c = new RoomConnection(roomId, username);
+    const player = voicePlayer();
+    const stopAudio = c.sync.onAudio((id, url) => player.autoplay(id, url));
+    c.start();
+    setConnection(c);
+    return () => {
+      stopAudio();
+      c.stop();
+    };
+  }, [roomId, username]);
+
+  if (!connection) return null;
+  return <RoomScreen connection={connection} username={username} />;
+}
+
+function RoomScreen({ connection, username }: { connection: RoomConnection; username: string }) {
+  const { roomId, sync } = connection;
+  const view = useStore(sync.subscribe, sync.getView);
+  const status = useStore(connection.subscribe, connection.getStatus);
+  const player = voicePlayer();
+  const audio = useStore(player.subscribe, player.getState);
+  const [stopError, setStopError] = useState<string | null>(null);
+
+  const loadOlder = useCallback(async () => {
+    const before = sync.olderCursor();
+    if (before === null) return;
+    const epoch = sync.getView().epoch;
+    const page = await olderMessages(roomId, before);
+    sync.prependOlder(epoch, page.messages, page.nextBefore);
+  }, [roomId, sync]);
+
+  const onPlay = useCallback((m: ChatMessage) => m.audioUrl && player.toggle(m.id, m.audioUrl), [player]);
+
+  const replying = [...view.messages].reverse().find((m) => m.status === "streaming") ?? null;
+  const stop = async (messageId: string) => {
+    setStopError(null);
+    try {
+      await connection.stopGeneration(messageId);
+    } catch (e) {
+      setStopError(e instanceof Error ? e.message : String(e));
+    }
+  };
+
+  // Joining creates the room, so its name can be asked for once we are in.
+  const [name, setName] = useState<string | null>(null);
+  useEffect(() => {
+    if (!view.joined || name !== null) return;
+    getRoom(roomId).then(
+      (room) => setName(room.name || roomId),
+      () => setName(roomId),
+    );
+  }, [view.joined, name, roomId]);
+  const title = name ?? roomId;
+  useEffect(() => {
+    document.title = `${title} · tomchat`;
+  }, [title]);
+
+  return (
+    <div className="room" data-testid="room" data-room-id={roomId}>
+      <header className="room-header">
+        <Link href="/" className="back" aria-label="All rooms">
+          ←
+        </Link>
+        <div className="room-title">
+          <h1 data-testid="room-name">{title}</h1>
+          <CopyLink roomId={roomId} />
+          <Link href={`${roomPath(roomId)}/replay`} className="small">
+            Replay
+          </Link>
+        </div>
+        <VoiceControls player={player} state={audio} />
+        <ConnectionBadge state={status.state} />
+      </header>
+
+      {audio.blocked && (
+        <div className="banner" data-testid="audio-blocked">
+          Your browser blocked Tom's voice.{" "}
+          <button type="button" className="primary" data-testid="unblock-audio" onClick={() => player.unblock()}>
+            <Icon name="speaker" /> Play sound
+          </button>
+        </div>
+      )}
+      {audio.notice && (
+        <div className="banner ok" data-testid="audio-notice" role="status">
+          {audio.notice}
+        </div>
+      )}
+      {status.fatal && (
+        <div className="banner error" data-testid="room-error">
+          {status.fatal}
+        </div>
+      )}
+
+      <div className="room-body">
+        <Transcript
+          view={view}
+          username={username}
+          playingId={audio.playing}
+          onPlay={onPlay}
+          loadOlder={loadOlder}
+          empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
+          footer={status.outbox.map((item) => (
+            <OutgoingItem
+              key={item.clientId}
+              item={item}
+              username={username}
+              onRetry={(id) => connection.retry(id)}
+              onDiscard={(id) => connection.discard(id)}
+            />
+          ))}
+        />
+        <aside className="members" data-testid="members">
+          <h2>Online · {status.members.length}</h2>
+          <ul>
+            {status.members.map((name) => (
+              <li key={name} data-testid="member" className={name === username ? "me" : ""}>
+                {name}
+                {name === username && <span className="muted"> (you)</span>}
+              </li>
+            ))}
+          </ul>
+        </aside>
+      </div>
+
+      {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
+      <Composer
+        disabled={!view.joined}
+        onSend={(text) => connection.sendMessage(text)}
+        onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
+        replyingId={replying?.id ?? null}
+        onStop={stop}
+      />
+    </div>
+  );
+}
+
+function CopyLink({ roomId }: { roomId: string }) {
+  const [copied, setCopied] = useState(false);
+  const copy = async () => {
+    const url = `${window.location.origin}${roomPath(roomId)}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      setCopied(true);
+      setTimeout(() => setCopied(false), 2000);
+    } catch {
+      window.prompt("Copy this link to invite someone:", url);
+    }
+  };
+  return (
+    <button type="button" className="link small" onClick={copy} data-testid="copy-link">
+      {copied ? "Link copied" : "Copy invite link"}
+    </button>
+  );
+}
