@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from tomchat.ai.demo import DemoChatModel
+from tomchat.ai.fish import FishSpeech, FishTranscriber
+from tomchat.ai.openai_compat import JanitorChatModel, OpenAIChatModel
 from tomchat.ai.protocols import ChatModel, Speech, Transcriber
 from tomchat.settings import ConfigError, Settings
 
@@ -23,16 +25,62 @@ def _demo(settings: Settings) -> ChatModel:
     return DemoChatModel(settings.demo_delay_ms)
 
 
+def _needs_key(variable: str, value: str | None, why: str) -> str:
+    if not value:
+        raise ConfigError(f"{variable} must be set {why}")
+    return value
+
+
+def _openai(settings: Settings) -> ChatModel:
+    if not settings.llm_base_url:
+        # Only the hosted default needs a key; local servers (vLLM, llama.cpp, Ollama) do not.
+        _needs_key("TOMCHAT_LLM_API_KEY", settings.llm_api_key, "to use the OpenAI API")
+    return OpenAIChatModel(
+        base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model
+    )
+
+
+def _janitor(settings: Settings) -> ChatModel:
+    if not settings.llm_base_url:
+        _needs_key("TOMCHAT_LLM_API_KEY", settings.llm_api_key, "to use JanitorAI")
+    return JanitorChatModel(
+        url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model
+    )
+
+
+def _fish_key(settings: Settings, variable: str) -> str:
+    return _needs_key("FISH_API_KEY", settings.fish_api_key, f"when {variable}=fish")
+
+
+def _fish_speech(settings: Settings) -> Speech:
+    return FishSpeech(
+        api_key=_fish_key(settings, "TOMCHAT_TTS"),
+        base_url=settings.fish_base_url,
+        voice=settings.fish_voice,
+        model=settings.fish_model,
+    )
+
+
+def _fish_transcriber(settings: Settings) -> Transcriber:
+    return FishTranscriber(
+        api_key=_fish_key(settings, "TOMCHAT_ASR"), base_url=settings.fish_base_url
+    )
+
+
 CHAT_MODELS: Mapping[str, ChatModelFactory] = {
     "demo": _demo,
+    "openai": _openai,
+    "janitor": _janitor,
 }
 
 SPEECH: Mapping[str, SpeechFactory] = {
     "none": lambda _settings: None,
+    "fish": _fish_speech,
 }
 
 TRANSCRIBERS: Mapping[str, TranscriberFactory] = {
     "none": lambda _settings: None,
+    "fish": _fish_transcriber,
 }
 
 

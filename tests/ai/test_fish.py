@@ -1,0 +1,222 @@
+"""Fish Audio live TTS and ASR: the real fish-audio-sdk against the fake Fish server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from tests.fakes.fish import MP3_FRAME_BYTES, FakeFish
+from tomchat.ai.fish import FishSpeech, FishTranscriber, sentence_pieces
+from tomchat.ai.protocols import SpeechError, TranscriberError
+
+
+def speech(fish: FakeFish, **options: object) -> FishSpeech:
+    return FishSpeech(
+        api_key=options.pop("api_key", fish.api_key),  # type: ignore[arg-type]
+        base_url=fish.url,
+        voice="tom-voice-id",
+        model="s2-pro",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def pieces(texts: Sequence[str], delay: float = 0.005) -> AsyncIterator[str]:
+    for text in texts:
+        await asyncio.sleep(delay)
+        yield text
+
+
+async def speak_all(
+    tts: FishSpeech, texts: Sequence[str], voice: str | None = None
+) -> tuple[bytes, SpeechError | None]:
+    audio = bytearray()
+    error: SpeechError | None = None
+    try:
+        async for chunk in tts.speak(pieces(texts), voice):
+            audio += chunk
+    except SpeechError as caught:
+        error = caught
+    return bytes(audio), error
+
+
+def test_sentence_pieces_cut_after_sentence_ends() -> None:
+    assert sentence_pieces("Hi ann. How are") == [("Hi ann. ", True), ("How are", False)]
+    assert sentence_pieces('He said "no!" Then') == [('He said "no!" ', True), ("Then", False)]
+    assert sentence_pieces("3.5 apples") == [("3.5 apples", False)]
+    assert sentence_pieces("Wait...") == [("Wait...", True)]
+    assert sentence_pieces("\u597d\u3002\u4f60\u5462") == [
+        ("\u597d\u3002", True),
+        ("\u4f60\u5462", False),
+    ]
+    for text in ["a. b! c? d", "no end", "x\n\ny", ""]:
+        assert "".join(p for p, _ in sentence_pieces(text)) == text
+
+
+async def test_streams_text_in_and_audio_out(fake_fish: FakeFish) -> None:
+    tts = speech(fake_fish)
+    texts = ["Hello ann", ", nice to ", "see you. How ", "was the trip?", " Tell me"]
+    audio, error = await speak_all(tts, texts)
+    await tts.aclose()
+    assert error is None
+    [session] = fake_fish.sessions
+    # Every byte the server sent, in order: frames carry serial numbers.
+    assert audio == bytes(session.audio)
+    assert len(audio) == session.frames * MP3_FRAME_BYTES
+    assert "".join(session.texts) == "".join(texts)
+    # A flush right after each sentence end, a last flush for the tail, then stop.
+    assert session.events[0] == "start"
+    assert session.events[-2:] == ["flush", "stop"]
+    assert session.spoken == ["Hello ann, nice to see you. ", "How was the trip?", " Tell me"]
+    assert session.request is not None
+    assert session.request["reference_id"] == "tom-voice-id"
+    assert session.request["format"] == "mp3"
+    assert session.headers["model"] == "s2-pro"
+    assert session.headers["authorization"] == f"Bearer {fake_fish.api_key}"
+    assert session.finish_sent == "stop"
+
+
+async def test_voice_argument_overrides_the_default(fake_fish: FakeFish) -> None:
+    tts = speech(fake_fish)
+    _, error = await speak_all(tts, ["Hi."], voice="card-voice")
+    await tts.aclose()
+    assert error is None
+    assert fake_fish.sessions[0].request is not None
+    assert fake_fish.sessions[0].request["reference_id"] == "card-voice"
+
+
+async def test_audio_starts_while_text_still_streams(fake_fish: FakeFish) -> None:
+    tts = speech(fake_fish)
+    fed: list[str] = []
+
+    async def slow_text() -> AsyncIterator[str]:
+        for text in ["First sentence. ", "Second ", "part ", "comes ", "slowly."]:
+            fed.append(text)
+            yield text
+            await asyncio.sleep(0.1)
+
+    fed_when_audio_began: list[str] | None = None
+    async for _ in tts.speak(slow_text()):
+        if fed_when_audio_began is None:
+            fed_when_audio_began = list(fed)
+    await tts.aclose()
+    assert fed_when_audio_began is not None
+    assert len(fed_when_audio_began) < 5
+
+
+async def test_error_finish_ends_with_speech_error_after_partial_audio(
+    fake_fish: FakeFish,
+) -> None:
+    fake_fish.failure = "error"
+    fake_fish.fail_after_messages = 1
+    tts = speech(fake_fish)
+    audio, error = await speak_all(tts, ["One sentence here. "] * 4)
+    await tts.aclose()
+    assert error is not None
+    assert "ended with error" in str(error)
+    assert audio == bytes(fake_fish.sessions[0].audio)
+    assert audio  # the first audio message did arrive
+
+
+async def test_server_closing_mid_stream_is_a_speech_error(fake_fish: FakeFish) -> None:
+    fake_fish.failure = "close"
+    tts = speech(fake_fish)
+    audio, error = await speak_all(tts, ["One sentence here. "] * 4)
+    await tts.aclose()
+    assert error is not None
+    assert "disconnected" in str(error)
+    assert audio == bytes(fake_fish.sessions[0].audio)
+
+
+async def test_silent_server_times_out_after_the_text_ends(fake_fish: FakeFish) -> None:
+    fake_fish.failure = "stall"
+    fake_fish.fail_after_messages = 0
+    tts = speech(fake_fish, idle_timeout=0.3)
+    started = time.perf_counter()
+    audio, error = await speak_all(tts, ["Nobody hears this. "] * 3)
+    await tts.aclose()
+    assert audio == b""
+    assert error is not None
+    assert "no audio for 0.3s" in str(error)
+    assert time.perf_counter() - started < 3
+
+
+async def test_wrong_key_is_a_speech_error_without_the_key(
+    fake_fish: FakeFish, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "fish-secret-key-that-must-not-leak"
+    tts = speech(fake_fish, api_key=secret)
+    audio, error = await speak_all(tts, ["Hello."])
+    await tts.aclose()
+    assert audio == b""
+    assert error is not None
+    assert "refused the API key" in str(error)
+    assert secret not in str(error)
+    assert secret not in caplog.text
+    assert secret not in repr(tts)
+
+
+async def test_failing_text_source_still_speaks_what_came(fake_fish: FakeFish) -> None:
+    async def broken() -> AsyncIterator[str]:
+        yield "Half a reply. "
+        yield "And then"
+        raise RuntimeError("the model died")
+
+    tts = speech(fake_fish)
+    audio = b"".join([chunk async for chunk in tts.speak(broken())])
+    await tts.aclose()
+    [session] = fake_fish.sessions
+    assert session.spoken == ["Half a reply. ", "And then"]
+    assert session.stop_received
+    assert audio == bytes(session.audio)
+
+
+async def test_stopping_early_closes_the_socket_and_leaves_no_task(fake_fish: FakeFish) -> None:
+    async def endless() -> AsyncIterator[str]:
+        while True:
+            yield "More words. "
+            await asyncio.sleep(0.02)
+
+    tts = speech(fake_fish)
+    before = asyncio.all_tasks()
+    stream = tts.speak(endless())
+    assert await anext(stream)
+    await stream.aclose()
+    fake_fish.wait_for(lambda: fake_fish.sessions[0].client_gone)
+    await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() - before == set()
+    await tts.aclose()
+
+
+# --- ASR ---------------------------------------------------------------------------------
+
+
+async def test_transcribe_sends_the_audio_and_reads_the_answer(fake_fish: FakeFish) -> None:
+    asr = FishTranscriber(api_key=fake_fish.api_key, base_url=fake_fish.url)
+    audio = b"OggS" + bytes(range(256)) * 8
+    result = await asr.transcribe(audio, "audio/ogg")
+    await asr.aclose()
+    assert result.text == "Hello Tom, how are you?"
+    assert result.duration_ms == 1830
+    [call] = fake_fish.asr_calls
+    assert call.payload["audio"] == audio
+    assert call.headers["content-type"] == "application/msgpack"
+    assert call.headers["authorization"] == f"Bearer {fake_fish.api_key}"
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(401, "refused the API key"), (429, "rate limiting"), (500, r"failed \(HTTP 500\)")],
+)
+async def test_transcribe_failures(fake_fish: FakeFish, status: int, message: str) -> None:
+    key = fake_fish.api_key if status != 401 else "wrong-fish-key-123456"
+    fake_fish.asr_status = status
+    asr = FishTranscriber(api_key=key, base_url=fake_fish.url)
+    with pytest.raises(TranscriberError, match=message) as caught:
+        await asr.transcribe(b"RIFF\0\0\0\0WAVE", "audio/wav")
+    await asr.aclose()
+    assert key not in str(caught.value)
