@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PeopleFactory, ServerProcess
-from tests.browser.people import new_room_id, rest_message
+from tests.browser.people import new_room_id, rest_json, rest_message
 
 pytestmark = pytest.mark.browser
 
@@ -173,3 +175,52 @@ def test_lobby_creates_a_room_and_remembers_the_name(
     expect(item.get_by_test_id("room-members")).to_have_text("1 online")
     page.reload()
     expect(page.get_by_test_id("username-input")).to_have_value("cleo")
+
+
+async def _post_messages(url: str, room_id: str, texts: list[str]) -> None:
+    """Fill a room quickly through the real Socket.IO API, as another client would."""
+    import socketio
+
+    client = socketio.AsyncClient()
+    await client.connect(url, transports=["websocket"], wait_timeout=10)
+    try:
+        ack = await client.call("joinRoom", {"roomId": room_id, "username": "seeder"}, timeout=10)
+        assert ack["ok"], ack
+        for text in texts:
+            ack = await client.call("sendMessage", {"roomId": room_id, "content": text}, timeout=10)
+            assert ack["ok"], ack
+    finally:
+        await client.disconnect()
+
+
+def test_older_messages_load_when_scrolling_up(
+    people: PeopleFactory, tomchat_server: ServerProcess
+) -> None:
+    room = new_room_id()
+    texts = [f"seed message {i:03d}" for i in range(70)]
+    # Its own thread: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _post_messages(tomchat_server.url, room, texts)).result()
+
+    ann = people("ann")
+    ann.open_room(room)
+    expect(
+        ann.page.get_by_test_id("message-content").filter(has_text="seed message 069")
+    ).to_be_visible()
+    # The join snapshot holds only the newest page; the oldest messages are not there yet.
+    expect(ann.messages.filter(has_text="seed message 000")).to_have_count(0)
+
+    transcript = ann.page.get_by_test_id("transcript")
+    for _ in range(10):  # page by page, as a reader scrolling up would
+        if ann.page.get_by_test_id("beginning").count():
+            break
+        transcript.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+        ann.page.wait_for_timeout(300)
+    expect(ann.page.get_by_test_id("beginning")).to_be_visible()
+    expect(ann.messages.filter(has_text="seed message 000")).to_have_count(1)
+
+    ids = ann.message_ids()
+    assert len(ids) == len(set(ids)), "a message is shown twice after paging"
+    page = rest_json(tomchat_server.url, f"/api/rooms/{room}/messages?limit=200")
+    assert isinstance(page, dict)
+    assert ids == [m["id"] for m in page["messages"]]

@@ -304,3 +304,31 @@ function fromRawLike(version: number, type: string, data: Record<string, unknown
   expect(fromRaw(raw).version).toBe(version);
   return raw;
 }
+
+describe("older pages around a long reply", () => {
+  it("pages from the oldest finished message, not from a reply still being written", () => {
+    // Tom started replying at v6 and 20 messages came in while he talks; the snapshot's
+    // page holds only the newest of them, plus the reply in `streaming`.
+    const { sync } = setup();
+    sync.beginJoin();
+    sync.applyAck(
+      snapshot(30, [userMessage("m20", 20), userMessage("m30", 30)], {
+        hasMore: true,
+        streaming: [{ messageId: "r", username: "Tom", content: "Still talking", timestamp: T, version: 6 }],
+      }),
+    );
+    expect(ids(sync)).toEqual(["r", "m20", "m30"]);
+    expect(sync.olderCursor()).toBe(20);
+
+    // The page below 20 holds the reply (as the messages table has it) and what it missed.
+    const streamingRow = { ...userMessage("r", 6, ""), isAI: true, username: "Tom", status: "streaming" };
+    sync.prependOlder(
+      sync.getView().epoch,
+      [userMessage("m5", 5), streamingRow, userMessage("m7", 7), userMessage("m19", 19)],
+      null,
+    );
+    expect(ids(sync)).toEqual(["m5", "r", "m7", "m19", "m20", "m30"]);
+    expect(contentOf(sync, "r")).toBe("Still talking");
+    expect(sync.olderCursor()).toBeNull();
+  });
+});

@@ -57,8 +57,8 @@ export class RoomSync {
   /** Events ahead of `view.version`, by version. */
   private readonly pending = new Map<number, RoomEvent>();
   private holeTimer: unknown = null;
-  /** Cursor for the next older page, from the last page fetched (REST `nextBefore`). */
-  private nextBefore: number | null = null;
+  /** The `before` cursor of the next older page (REST `messages?before=`). */
+  private cursor: number | null = null;
   private readonly listeners = new Set<() => void>();
   private readonly audioListeners = new Set<AudioListener>();
   private readonly holdBackMs: number;
@@ -164,24 +164,28 @@ export class RoomSync {
 
   /** The `before` cursor for the next older page, or null when there is none. */
   olderCursor(): number | null {
-    if (!this.view.hasMore) return null;
-    if (this.nextBefore !== null) return this.nextBefore;
-    // Messages whose first version is below the oldest we hold; any overlap is deduplicated.
-    const first = this.view.messages[0];
-    return first ? first.firstVersion : this.view.version + 1;
+    return this.view.hasMore ? this.cursor : null;
   }
 
-  /** Put an older page (newest last) in front; ignored if the transcript was replaced since. */
-  prependOlder(epoch: number, messages: WireMessage[], nextBefore: number | null): void {
+  /**
+   * Merge an older page (REST `messages`, oldest first) in; ignored if the transcript was
+   * replaced since it was asked for.
+   *
+   * The page holds every message that started below the cursor, in log order, and the
+   * messages we hold that it lacks all started later: so the page's order, followed by
+   * the rest of ours, is the log's order. Where both have a message ours is kept (it may
+   * be newer, like the text of a reply still being written).
+   */
+  prependOlder(epoch: number, page: WireMessage[], nextBefore: number | null): void {
     if (epoch !== this.view.epoch) return;
-    const have = new Set(this.view.messages.map((m) => m.id));
-    const older = messages.filter((m) => !have.has(m.id)).map(fromWireMessage);
-    this.nextBefore = nextBefore;
-    this.view = {
-      ...this.view,
-      messages: [...older, ...this.view.messages],
-      hasMore: nextBefore !== null,
-    };
+    const ours = new Map(this.view.messages.map((m) => [m.id, m]));
+    const inPage = new Set(page.map((m) => m.id));
+    const merged = [
+      ...page.map((m) => ours.get(m.id) ?? fromWireMessage(m)),
+      ...this.view.messages.filter((m) => !inPage.has(m.id)),
+    ];
+    this.cursor = nextBefore;
+    this.view = { ...this.view, messages: merged, hasMore: nextBefore !== null };
     this.emit();
   }
 
@@ -201,6 +205,11 @@ export class RoomSync {
     hasMore: boolean,
   ): void {
     const list = messages.map(fromWireMessage);
+    // Older pages start below the oldest finished message; not below a reply still being
+    // written, which can be older than all of them and would skip what lies between.
+    // (A wire message's `version` is its last one: starting a little high only overlaps.)
+    const finished = list.map((m) => m.firstVersion);
+    this.cursor = !hasMore ? null : finished.length > 0 ? Math.min(...finished) : version + 1;
     for (const s of streaming ?? []) {
       const reply: ChatMessage = {
         id: s.messageId,
@@ -224,7 +233,6 @@ export class RoomSync {
       if (at < 0) list.push(reply);
       else list.splice(at, 0, reply);
     }
-    this.nextBefore = null;
     this.view = {
       roomId: this.view.roomId,
       version,
