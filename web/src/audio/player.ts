@@ -26,8 +26,9 @@ export class VoicePlayer {
   private waiting: { key: string; url: string } | null = null;
   private noticeTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor() {
-    this.audio = new Audio();
+  /** `createAudio` is for tests; the page uses a real <audio> element. */
+  constructor(createAudio: () => HTMLAudioElement = () => new Audio()) {
+    this.audio = createAudio();
     this.audio.preload = "auto";
     this.state = { muted: readMuted(), blocked: false, notice: null, playing: null };
     const ended = () => this.set({ playing: null });

@@ -252,6 +252,10 @@ describe("voice", () => {
     sync.receive(started(2, "r"));
     sync.receive(audio(3, "r", "/media/r.mp3"));
     expect(heard).toHaveBeenCalledExactlyOnceWith("r", "/media/r.mp3");
+    // The second reply.audio (final size of the same file) does not start it again.
+    sync.receive(audio(4, "r", "/media/r.mp3"));
+    expect(heard).toHaveBeenCalledTimes(1);
+    expect(sync.getView().messages[0]!.audioUrl).toBe("/media/r.mp3");
   });
 
   it("does not announce audio of replies a catch-up shows finished", () => {

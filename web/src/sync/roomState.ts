@@ -251,8 +251,14 @@ export class RoomSync {
     let next = this.pending.get(this.view.version + 1);
     while (next) {
       this.pending.delete(next.version);
+      // A reply's voice is announced when its URL first appears: the server sends a second
+      // `reply.audio` with the final size of the same file, which must not restart it.
+      const voice: [string, string] | null =
+        next.kind === "audio" && next.audioUrl && this.find(next.id)?.audioUrl !== next.audioUrl
+          ? [next.id, next.audioUrl]
+          : null;
       this.view = applyEvent(this.view, next);
-      if (next.kind === "audio" && next.audioUrl) announce.push([next.id, next.audioUrl]);
+      if (voice) announce.push(voice);
       changed = true;
       next = this.pending.get(this.view.version + 1);
     }
