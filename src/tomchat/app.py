@@ -18,9 +18,12 @@ from litestar.plugins.problem_details import (
 
 from tomchat import __version__
 from tomchat.http.api import RoomController, health
+from tomchat.http.media import media_router
 from tomchat.http.web import web_router
 from tomchat.live.publisher import Publisher
 from tomchat.live.server import LiveServer
+from tomchat.live.voice_messages import VoiceMessages
+from tomchat.media import MediaStore
 from tomchat.services import Services
 from tomchat.settings import Settings
 from tomchat.store.database import StoreUnavailable
@@ -61,7 +64,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     settings = settings or Settings.from_env()
     services = Services.build(settings)
     sio = create_socketio(settings)
-    services.live = LiveServer(sio, services.conversation, services.reader)
+    media = services.media or MediaStore(settings.media_dir)
+    voice_messages = VoiceMessages(services.conversation, media, services.transcriber)
+    services.live = LiveServer(sio, services.conversation, services.reader, voice_messages)
     publisher = Publisher(sio, services.reader)
     services.store.subscribe(publisher.on_commit)
 
@@ -77,13 +82,22 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
 
     async def stop() -> None:
         await services.conversation.close()
+        if services.voice is not None:
+            await services.voice.aclose()  # before the store closes: it records the audio
+        if services.transcriber is not None:
+            await services.transcriber.aclose()
         await services.store.close()
         await publisher.close()
         await services.model.aclose()
         await services.db.dispose()
 
     api = Litestar(
-        route_handlers=[health, RoomController, web_router(settings.static_dir)],
+        route_handlers=[
+            health,
+            RoomController,
+            media_router(media),
+            web_router(settings.static_dir),
+        ],
         on_startup=[start],
         on_shutdown=[stop],
         state=State({"services": services}),

@@ -31,6 +31,7 @@ from tomchat.domain.events import (
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.event_store import ConcurrencyError, EventStore
 from tomchat.store.rooms import RoomReader
+from tomchat.voice import ReplySpeaker, Voice
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,13 @@ class Conversation:
         reader: RoomReader,
         model: ChatModel,
         character: Character,
+        voice: Voice | None = None,
     ) -> None:
         self.store = store
         self.reader = reader
         self.model = model
         self.character = character
+        self.voice = voice
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
         self._replies: dict[str, _Reply] = {}
@@ -179,22 +182,29 @@ class Conversation:
             ],
         )
         self._replies[room_id] = reply
+        speaker = self.voice.start(room_id, reply.message_id) if self.voice else None
         try:
             turns = self._turns(await self.reader.recent(room_id, CONTEXT_MESSAGES))
-            reply.producer = asyncio.create_task(self._produce(reply, turns))
+            reply.producer = asyncio.create_task(self._produce(reply, turns, speaker))
             await self._write(reply)
         finally:
             self._replies.pop(room_id, None)
             if reply.producer is not None and not reply.producer.done():
                 reply.producer.cancel()
+            if speaker is not None and reply.producer is None:
+                speaker.abort()  # the model never ran: nothing will be said
 
-    async def _produce(self, reply: _Reply, turns: list[ChatTurn]) -> None:
+    async def _produce(
+        self, reply: _Reply, turns: list[ChatTurn], speaker: ReplySpeaker | None = None
+    ) -> None:
         """Read the model into the reply's queue, never waiting on the database."""
         outcome = _Outcome()
         try:
             async for piece in self.model.stream_reply(turns):
                 if piece:
                     reply.pieces.put_nowait(piece)
+                    if speaker is not None:
+                        speaker.say(piece)  # spoken as it comes, not after the commit
         except asyncio.CancelledError:
             outcome = _Outcome("stopped" if reply.stop_requested else "interrupted")
         except ChatModelError as exc:
@@ -204,6 +214,12 @@ class Conversation:
             outcome = _Outcome("failed", f"the model failed: {type(exc).__name__}")
         finally:
             reply.pieces.put_nowait(outcome)
+            if speaker is not None:
+                # A stopped reply goes quiet at once; a failed one still says its text so far.
+                if outcome.status in ("stopped", "interrupted"):
+                    speaker.abort()
+                else:
+                    speaker.finish()
 
     async def _write(self, reply: _Reply) -> None:
         """Append whatever pieces are waiting as one request, so a fast model is never

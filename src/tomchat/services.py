@@ -6,14 +6,17 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
-from tomchat.ai.protocols import ChatModel
-from tomchat.ai.providers import build_chat_model
+from tomchat.ai.characters import load_character
+from tomchat.ai.protocols import ChatModel, Transcriber
+from tomchat.ai.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.conversation import Conversation
-from tomchat.domain.character import TOM, Character
+from tomchat.domain.character import Character
+from tomchat.media import MediaStore
 from tomchat.settings import Settings
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomReader
+from tomchat.voice import Voice
 
 if TYPE_CHECKING:
     from tomchat.live.server import LiveServer
@@ -29,16 +32,34 @@ class Services:
     character: Character
     conversation: Conversation
     live: LiveServer | None = None  # set by the app that mounts Socket.IO
+    media: MediaStore | None = None
+    voice: Voice | None = None  # speaks replies; None without TOMCHAT_TTS
+    transcriber: Transcriber | None = None  # hears voice messages; None without TOMCHAT_ASR
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
         store = EventStore(db)
         reader = RoomReader(db)
+        character: Character = load_character(settings.character)
         model = build_chat_model(settings)
-        character: Character = TOM
+        media = MediaStore(settings.media_dir)
+        speech = build_speech(settings)
+        voice = Voice(speech, media, store.append, character.voice) if speech else None
+        transcriber = build_transcriber(settings)
         if settings.llm == "demo":
             # People must be able to tell the canned demo from a real model at a glance.
             character = replace(character, greeting=character.greeting + DEMO_GREETING_SUFFIX)
-        conversation = Conversation(store, reader, model, character)
-        return cls(settings, db, store, reader, model, character, conversation)
+        conversation = Conversation(store, reader, model, character, voice)
+        return cls(
+            settings,
+            db,
+            store,
+            reader,
+            model,
+            character,
+            conversation,
+            media=media,
+            voice=voice,
+            transcriber=transcriber,
+        )

@@ -49,6 +49,13 @@ class SendMessage(_Payload, frozen=True):
             raise ValueError("content must not be blank")
 
 
+class SendVoiceMessage(_Payload, frozen=True):
+    roomId: RoomId
+    audio: Any  # bytes (a Socket.IO binary attachment) or base64 text; checked by the handler
+    mimeType: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    clientId: ClientId | None = None
+
+
 class StopGeneration(_Payload, frozen=True):
     roomId: RoomId
     messageId: MessageId

@@ -21,6 +21,7 @@ from tomchat.live.payloads import (
     StopGeneration,
     parse,
 )
+from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.database import StoreUnavailable
 from tomchat.store.rooms import RoomReader
 
@@ -87,14 +88,17 @@ class LiveServer:
         sio: socketio.AsyncServer,
         conversation: Conversation,
         reader: RoomReader,
+        voice_messages: VoiceMessages | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
         self.reader = reader
+        self.voice_messages = voice_messages
         self.presence = Presence()
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
+            "sendVoiceMessage": self.send_voice_message,
             "stopGeneration": self.stop_generation,
             "resync": self.resync,
             "leaveRoom": self.leave_room,
@@ -152,6 +156,11 @@ class LiveServer:
         )
         message_id = getattr(recorded.event, "message_id", "")
         return {"ok": True, "messageId": message_id, "version": recorded.version}
+
+    async def send_voice_message(self, sid: str, data: Any) -> Ack:
+        if self.voice_messages is None:
+            raise PayloadError("unavailable", "voice messages are turned off on this server")
+        return await self.voice_messages.handle(lambda room_id: self._member(sid, room_id), data)
 
     async def stop_generation(self, sid: str, data: Any) -> Ack:
         p = parse(StopGeneration, data)
