@@ -16,13 +16,18 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.browser.people import Person
+
+if TYPE_CHECKING:
+    from tests.fakes.fish import FakeFish
 
 CHROMIUM = Path(os.environ.get("TOMCHAT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -90,13 +95,9 @@ def _tomchat_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "tomchat.cli"]
 
 
-@pytest.fixture(scope="session")
-def tomchat_server(
-    built_client: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """``tomchat serve`` on a free port with a temporary database, for the whole session."""
-    _need_chromium()
-    home = tmp_path_factory.mktemp("tomchat-server")
+@contextmanager
+def _serve(home: Path, log_path: Path, **settings: str) -> Iterator[ServerProcess]:
+    """Run ``tomchat serve`` with a database and media folder in ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOMCHAT_", "FISH_"))}
     env.update(
         TOMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{home / 't.db'}",
@@ -104,30 +105,75 @@ def tomchat_server(
         TOMCHAT_DEMO_DELAY_MS=str(DEMO_DELAY_MS),
         TOMCHAT_LLM="demo",
         PYTHONUNBUFFERED="1",
+        **settings,
     )
-    log_path = output_dir / "server.log"
-    log = log_path.open("w")
-    # Port 0: the server binds a free port and prints it, so there is no race for one.
-    # The working directory is the temp folder so that no developer's .env is picked up.
-    process = subprocess.Popen(
-        [*_tomchat_command(), "serve", "--host", "127.0.0.1", "--port", "0"],
-        cwd=home,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = _wait_for_url(process, log_path)
-        _wait_healthy(url, process)
-        yield ServerProcess(url, log_path)
-    finally:
-        process.terminate()
+    with log_path.open("w") as log:
+        # Port 0: the server binds a free port and prints it, so there is no race for one.
+        # The working directory is the temp folder so that no developer's .env is picked up.
+        process = subprocess.Popen(
+            [*_tomchat_command(), "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            url = _wait_for_url(process, log_path)
+            _wait_healthy(url, process)
+            yield ServerProcess(url, log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def tomchat_server(
+    built_client: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """``tomchat serve`` with the demo character and no voice, for the whole session."""
+    _need_chromium()
+    with _serve(tmp_path_factory.mktemp("tomchat-server"), output_dir / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_fish() -> Iterator[FakeFish]:
+    """The Fish Audio stand-in (TTS and ASR) of the provider tests; its audio is silent MP3."""
+    from tests.fakes.fish import FakeFish
+
+    # Two frames (52 ms) a character: a reply's voice lasts well beyond its text.
+    with FakeFish(frames_per_char=2.0) as fish:
+        yield fish
+
+
+@pytest.fixture(scope="session")
+def voice_server(
+    built_client: Path,
+    output_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_fish: FakeFish,
+) -> Iterator[ServerProcess]:
+    """``tomchat serve`` speaking and listening through the fake Fish Audio."""
+    _need_chromium()
+    with _serve(
+        tmp_path_factory.mktemp("voice-server"),
+        output_dir / "voice-server.log",
+        TOMCHAT_TTS="fish",
+        TOMCHAT_ASR="fish",
+        FISH_API_KEY=fake_fish.api_key,
+        TOMCHAT_FISH_BASE_URL=fake_fish.url,
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def room_server(tomchat_server: ServerProcess) -> ServerProcess:
+    """The server the ``people`` of a test use; a test module may override it."""
+    return tomchat_server
 
 
 def _wait_for_url(process: subprocess.Popen[bytes], log_path: Path) -> str:
@@ -176,12 +222,28 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
 
 PeopleFactory = Callable[[str], Person]
 
+_AUTOPLAY_POLICY = """
+(() => {
+  let interacted = false;
+  for (const type of ["pointerdown", "keydown"]) {
+    window.addEventListener(type, (e) => { if (e.isTrusted) interacted = true; }, true);
+  }
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    if (!interacted) {
+      return Promise.reject(new DOMException("play() needs a user gesture", "NotAllowedError"));
+    }
+    return play.call(this);
+  };
+})();
+"""
+
 
 @pytest.fixture
-def people(browser: Browser, tomchat_server: ServerProcess) -> Iterator[PeopleFactory]:
+def people(browser: Browser, room_server: ServerProcess) -> Iterator[PeopleFactory]:
     """people("ann") opens a fresh browser context whose remembered username is ann
     (people("") one that has never chosen a name)."""
-    base_url = tomchat_server.url
+    base_url = room_server.url
     made: list[Person] = []
 
     def make(name: str) -> Person:
@@ -192,6 +254,10 @@ def people(browser: Browser, tomchat_server: ServerProcess) -> Iterator[PeopleFa
                 f"localStorage.getItem('tomchat.username') ?? "
                 f"localStorage.setItem('tomchat.username', {json.dumps(name)})"
             )
+        # Headless Chromium plays sound without any interaction (and Playwright's pages
+        # count as activated from the start), so the desktop rule is put back here: no
+        # sound until the person has pressed a key or a pointer on the page.
+        context.add_init_script(_AUTOPLAY_POLICY)
         page = context.new_page()
         person = Person(name, base_url, context, page)
         page.on("dialog", lambda d: (person.dialogs.append(d.message), d.dismiss()))

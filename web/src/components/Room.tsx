@@ -116,7 +116,7 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
   }, [title]);
 
   return (
-    <div className="room" data-testid="room" data-room-id={roomId}>
+    <div className="room" data-testid="room" data-room-id={roomId} data-voice-playing={audio.playing ?? ""}>
       <header className="room-header">
         <Link href="/" className="back" aria-label="All rooms">
           ←
