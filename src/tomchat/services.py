@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.characters import load_character
+from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
 from tomchat.ai.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.conversation import Conversation
