@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PeopleFactory, ServerProcess
 from tests.browser.people import new_room_id, rest_message
+
+if TYPE_CHECKING:
+    from tests.fakes.fish import FakeFish
 
 pytestmark = pytest.mark.browser
 
@@ -71,3 +75,46 @@ def test_mute_keeps_tom_quiet(people: PeopleFactory) -> None:
     # Muting is remembered.
     ann.page.reload()
     expect(ann.page.get_by_test_id("mute-toggle")).to_have_attribute("aria-pressed", "true")
+
+
+def test_hold_to_record_sends_a_voice_message(
+    people: PeopleFactory, fake_fish: FakeFish, output_dir: Path
+) -> None:
+    room = new_room_id("voice")
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+    asr_calls = len(fake_fish.asr_calls)
+
+    # Chromium's fake microphone plays a beep; hold the button for a second and a half.
+    record = ann.page.get_by_test_id("record-button")
+    record.hover()
+    ann.page.mouse.down()
+    expect(record).to_have_attribute("data-recording", "true")
+    ann.page.wait_for_timeout(1500)
+    ann.page.mouse.up()
+    expect(record).to_have_attribute("data-recording", "false")
+
+    heard = fake_fish.asr_answer["text"]
+    for person in (ann, bob):
+        voice = person.messages.filter(has_text=heard)
+        expect(voice).to_have_count(1, timeout=20_000)
+        expect(voice).to_have_attribute("data-ai", "false")
+        expect(voice.get_by_test_id("message-content")).to_have_text(heard)
+        expect(voice.get_by_test_id("play-audio")).to_be_visible()
+    expect(ann.page.get_by_test_id("outgoing")).to_have_count(0)
+    assert len(fake_fish.asr_calls) == asr_calls + 1
+
+    # The recording plays back from the transcript.
+    voice = bob.messages.filter(has_text=heard)
+    message_id = voice.get_attribute("data-message-id")
+    assert message_id
+    stored = rest_message(bob.base_url, room, message_id)
+    assert stored["source"] == "voice" and stored["audioUrl"]
+    voice.get_by_test_id("play-audio").click()
+    expect(bob.page.get_by_test_id("room")).to_have_attribute("data-voice-playing", message_id)
+    ann.page.screenshot(path=output_dir / "voice-message.png")
+
+    # Tom answers the transcript like any other message.
+    reply_id = ann.wait_reply_started()
+    ann.wait_reply_finished(reply_id)
