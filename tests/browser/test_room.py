@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import WebSocketRoute, expect
 
 from tests.browser.conftest import PeopleFactory, ServerProcess
 from tests.browser.people import new_room_id, rest_json, rest_message
@@ -224,3 +225,60 @@ def test_older_messages_load_when_scrolling_up(
     page = rest_json(tomchat_server.url, f"/api/rooms/{room}/messages?limit=200")
     assert isinstance(page, dict)
     assert ids == [m["id"] for m in page["messages"]]
+
+
+def test_a_lost_event_is_recovered_by_resync(people: PeopleFactory) -> None:
+    """Drop one chunk on its way to the browser: the hole must be noticed and filled."""
+    room = new_room_id()
+    ann, bob = people("ann"), people("bob")
+    dropped: list[dict[str, object]] = []
+    resyncs: list[dict[str, object]] = []
+
+    def intercept(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_client(message: str | bytes) -> None:
+            name, data = _socketio_event(message)
+            if name == "aiTextChunk" and data.get("index") == 3 and not dropped:
+                dropped.append(data)
+                return
+            ws.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            name, data = _socketio_event(message)
+            if name == "resync":
+                resyncs.append(data)
+            server.send(message)
+
+        server.on_message(to_client)
+        ws.on_message(to_server)
+
+    bob.page.route_web_socket(re.compile(r"/socket\.io/"), intercept)
+    ann.open_room(room)
+    bob.open_room(room)
+
+    ann.send("What makes a good cup of tea?")
+    reply_id = ann.wait_reply_started()
+    final = ann.wait_reply_finished(reply_id)
+    assert dropped, "the test did not manage to drop a chunk"
+    assert bob.wait_reply_finished(reply_id) == final
+    # It asked from the last version it had applied: the one before the lost chunk.
+    assert resyncs, "Bob's client never asked to resync"
+    assert resyncs[0] == {"roomId": room, "since": int(str(dropped[0]["version"])) - 1}
+    assert bob.message_ids() == ann.message_ids()
+
+
+def _socketio_event(frame: str | bytes) -> tuple[str | None, dict[str, object]]:
+    """The name and payload of a Socket.IO event frame (``42["name",{...}]`` or with an ack
+    id, ``421["name",{...}]``); (None, {}) for anything else."""
+    if not isinstance(frame, str) or not frame.startswith("42"):
+        return None, {}
+    body = frame[2:].lstrip("0123456789")
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None, {}
+    if not isinstance(decoded, list) or not decoded or not isinstance(decoded[0], str):
+        return None, {}
+    data = decoded[1] if len(decoded) > 1 and isinstance(decoded[1], dict) else {}
+    return decoded[0], data
