@@ -282,3 +282,27 @@ def _socketio_event(frame: str | bytes) -> tuple[str | None, dict[str, object]]:
         return None, {}
     data = decoded[1] if len(decoded) > 1 and isinstance(decoded[1], dict) else {}
     return decoded[0], data
+
+
+def test_replay_shows_the_conversation_again(people: PeopleFactory, output_dir: Path) -> None:
+    room = new_room_id()
+    ann = people("ann")
+    ann.open_room(room)
+    ann.send("Let us talk about old maps")
+    reply_id = ann.wait_reply_started()
+    ann.page.get_by_test_id("stop-button").click()
+    ann.wait_reply_finished(reply_id, status="stopped")
+    ann.send("And new ones?")
+    ann.wait_reply_finished(ann.wait_reply_started())
+    contents = ann.page.get_by_test_id("message-content").all_text_contents()
+    statuses = ann.messages.evaluate_all("els => els.map(e => e.dataset.status)")
+
+    viewer = people("viewer")
+    viewer.page.goto(f"{viewer.base_url}/room/{room}/replay?speed=20")
+    expect(viewer.page.get_by_test_id("replay")).to_have_attribute(
+        "data-state", "finished", timeout=30_000
+    )
+    assert viewer.message_ids() == ann.message_ids()
+    assert viewer.page.get_by_test_id("message-content").all_text_contents() == contents
+    assert viewer.messages.evaluate_all("els => els.map(e => e.dataset.status)") == statuses
+    viewer.page.screenshot(path=output_dir / "replay.png")

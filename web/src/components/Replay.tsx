@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import type { RawEvent } from "../api/protocol";
+import { getRoom } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { roomPath } from "../lib/router";
 import { useStore } from "../lib/useStore";
@@ -9,8 +10,20 @@ import { RoomSync } from "../sync/roomState";
 import { Link } from "./Link";
 import { Transcript } from "./Transcript";
 
-const SPEEDS = [1, 2, 4, 8];
-type ReplayState = "playing" | "finished" | "error";
+const SPEEDS = [1, 2, 4, 8, 16];
+const REPLAY_LABELS: Record<ReplayState, string> = {
+  playing: "Playing",
+  reconnecting: "Reconnecting…",
+  finished: "Finished",
+  error: "Could not load this replay",
+};
+type ReplayState = "playing" | "reconnecting" | "finished" | "error";
+
+/** The speed to start at: `?speed=` in the address, so a fast replay can be linked to. */
+function initialSpeed(): number {
+  const asked = Number(new URLSearchParams(window.location.search).get("speed"));
+  return Number.isFinite(asked) && asked > 0 && asked <= 1000 ? asked : 1;
+}
 
 /**
  * Watch a room's conversation again at its original pace: the server paces the room's
@@ -18,7 +31,7 @@ type ReplayState = "playing" | "finished" | "error";
  * drives the live room builds the transcript from it.
  */
 export function ReplayPage({ roomId }: { roomId: string }) {
-  const [speed, setSpeed] = useState(1);
+  const [speed, setSpeed] = useState(initialSpeed);
   const [run, setRun] = useState(0);
   const [state, setState] = useState<ReplayState>("playing");
   // A fresh transcript for every run; there is nothing to resync from in a replay.
@@ -41,24 +54,30 @@ export function ReplayPage({ roomId }: { roomId: string }) {
       const raw = parseEvent(e.data);
       if (raw) sync.receive(fromRaw(raw));
     };
-    source.onmessage = onEvent;
-    // The server may name its events by type; listen for those names as well.
-    for (const type of ["room.created", "message.posted", "reply.started", "reply.chunk", "reply.audio", "reply.completed", "event"]) {
-      source.addEventListener(type, onEvent as EventListener);
-    }
-    const finish = () => {
+    source.onmessage = (e: MessageEvent<string>) => {
+      setState("playing");
+      onEvent(e);
+    };
+    // After `end` EventSource would reconnect and start over: close it.
+    source.addEventListener("end", () => {
       setState("finished");
       source.close();
-    };
-    source.addEventListener("end", finish);
-    source.addEventListener("done", finish);
+    });
     source.onerror = () => {
-      // EventSource reconnects by itself and would replay from the start again: stop instead.
-      source.close();
-      setState((s) => (s === "playing" ? (sync.getView().version > 0 ? "finished" : "error") : s));
+      // A dropped connection is retried by EventSource itself, resuming after the last
+      // event it got (Last-Event-ID); only a refusal closes it for good.
+      setState(source.readyState === EventSource.CLOSED ? "error" : "reconnecting");
     };
     return () => source.close();
   }, [roomId, speed, sync]);
+
+  const [name, setName] = useState(roomId);
+  useEffect(() => {
+    getRoom(roomId).then((room) => setName(room.name || roomId), () => {});
+  }, [roomId]);
+  useEffect(() => {
+    document.title = `${name} (replay) · tomchat`;
+  }, [name]);
 
   const onPlay = useCallback((m: ChatMessage) => m.audioUrl && player.toggle(m.id, m.audioUrl), [player]);
 
@@ -69,13 +88,13 @@ export function ReplayPage({ roomId }: { roomId: string }) {
           ←
         </Link>
         <div className="room-title">
-          <h1>{roomId}</h1>
+          <h1>{name}</h1>
           <span className="muted small">replay</span>
         </div>
         <label className="small">
           Speed{" "}
           <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))}>
-            {SPEEDS.map((s) => (
+            {[...new Set([...SPEEDS, speed])].sort((a, b) => a - b).map((s) => (
               <option key={s} value={s}>
                 {s}×
               </option>
@@ -86,7 +105,7 @@ export function ReplayPage({ roomId }: { roomId: string }) {
           ↺ Restart
         </button>
         <span className={`badge conn ${state === "playing" ? "conn-live" : ""}`} data-testid="replay-state">
-          {state === "playing" ? "Playing" : state === "finished" ? "Finished" : "Could not load"}
+          {REPLAY_LABELS[state]}
         </span>
       </header>
       <div className="room-body">
