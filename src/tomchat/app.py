@@ -19,6 +19,7 @@ from litestar.plugins.problem_details import (
 from tomchat import __version__
 from tomchat.http.api import RoomController, health
 from tomchat.http.media import media_router
+from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
 from tomchat.live.publisher import Publisher
 from tomchat.live.server import LiveServer
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         route_handlers=[
             health,
             RoomController,
+            *transcript_routes,
             media_router(media),
             web_router(settings.static_dir),
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -11,12 +12,18 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import JSONBody, Parameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
 from tomchat.domain import limits
+from tomchat.domain.events import RecordedEvent
 from tomchat.live import wire
 from tomchat.services import Services
 from tomchat.store.rooms import RoomInfo
+from tomchat.store.transcripts import TranscriptReader
+
+NDJSON = "application/x-ndjson"
+_json = msgspec.json.Encoder()
 
 RoomIdParam = Annotated[
     str,
@@ -139,20 +146,37 @@ class RoomController(Controller):
         state: State,
         room_id: RoomIdParam,
         after: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=10_000)] = 1000,
-    ) -> EventPage:
+        limit: Annotated[
+            int | None,
+            Parameter(ge=1, le=10_000, description="page size (JSON: 1000 if not given)"),
+        ] = None,
+    ) -> EventPage | Stream:
+        """The raw log after version ``after``: a JSON page with the next cursor, or with
+        ``Accept: application/x-ndjson`` every event to the room's current head, one a line
+        (at most ``limit`` if given)."""
         svc = services(state)
         info = await svc.reader.room(room_id)
         if info is None:
             raise NotFoundException(f"no room {room_id!r}")
-        found = await svc.store.read_stream(room_id, after, limit + 1)
-        more = len(found) > limit
-        page = found[:limit]
+        if request.accept.best_match(["application/json", NDJSON]) == NDJSON:
+            upto = info.version if limit is None else min(info.version, after + limit)
+            pages = TranscriptReader(svc.db).event_pages(room_id, after, upto=upto)
+            # Litestar prefers the handler's JSON media type to the Stream's: say it outright.
+            return Stream(_ndjson(pages), media_type=NDJSON, headers={"Content-Type": NDJSON})
+        size = limit or 1000
+        found = await svc.store.read_stream(room_id, after, size + 1)
+        more = len(found) > size
+        page = found[:size]
         return EventPage(
             [wire.raw_event(e) for e in page],
             page[-1].version if more and page else None,
             info.version,
         )
+
+
+async def _ndjson(pages: AsyncIterable[list[RecordedEvent]]) -> AsyncIterator[bytes]:
+    async for page in pages:
+        yield b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
 
 
 def _slug(name: str) -> str:

@@ -94,12 +94,19 @@ class EventStore:
         new_events: Sequence[NewEvent | Event],
         *,
         expected_version: int | None = None,
+        recorded_at: datetime | None = None,
     ) -> list[RecordedEvent]:
         """Append events to a room's stream; returns them as recorded, after commit.
 
         Appending events whose ids are already recorded writes nothing and returns the
         original records, so a retried append is harmless.
+
+        ``recorded_at`` is for imports and tests only (replays paced by known gaps): it
+        replaces the clock for these events. It must be timezone-aware, and the caller keeps
+        a room's times in version order; the server itself never passes it.
         """
+        if recorded_at is not None and recorded_at.tzinfo is None:
+            raise ValueError("recorded_at must be timezone-aware")
         if self._closing:
             raise StoreUnavailable("the server is shutting down")
         if not new_events:
@@ -109,7 +116,7 @@ class EventStore:
             room_id,
             [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
             expected_version,
-            datetime.now(UTC),
+            recorded_at or datetime.now(UTC),
         )
         self._queue.put_nowait(request)
         return await asyncio.shield(request.future)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -87,9 +87,18 @@ class RoomReader:
     async def page(
         self, room_id: str, before: int | None, limit: int
     ) -> tuple[list[MessageRow], int | None]:
-        """Messages whose first version is below ``before``, newest last, and the next cursor."""
+        """Messages whose first version is below ``before``, newest last, and the next cursor.
+
+        A reply still streaming comes with its text so far (its row holds none yet).
+        """
         async with self.db.snapshot() as conn:
             rows, has_more = await _page(conn, room_id, before, limit, finished_only=False)
+            rows = [
+                replace(r, content=await _text_so_far(conn, r, None))
+                if r.status == STREAMING
+                else r
+                for r in rows
+            ]
         return rows, (rows[0].first_version if has_more and rows else None)
 
     async def recent(self, room_id: str, limit: int) -> list[MessageRow]:

@@ -1,0 +1,278 @@
+"""Transcripts as files: JSON, JSON Lines, Markdown and plain text.
+
+Pure formatting: a ``TranscriptSummary`` and pages of ``MessageRow`` in, text out. Nothing
+here reads the database or the clock, so the same rows always give the same bytes; the
+HTTP route and the CLI feed it pages from ``store.transcripts`` and stream what it returns.
+Times are UTC (the server cannot know the reader's zone); JSON keeps the wire shape
+(DESIGN §3 Message) with microseconds, the readable formats show whole seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+from urllib.parse import quote
+
+import msgspec
+
+from tomchat.domain.transcript import STREAMING, MessageRow
+from tomchat.live import wire
+from tomchat.store.transcripts import Bound, TranscriptSummary
+
+Format = Literal["json", "jsonl", "markdown", "text"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+
+_json = msgspec.json.Encoder()
+
+# How the readable formats mark a reply that did not finish normally.
+STATUS_MARKS = {
+    "stopped": "stopped",
+    "failed": "failed",
+    "interrupted": "interrupted",
+    STREAMING: "still replying",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FileKind:
+    media_type: str
+    extension: str
+
+
+FILE_KINDS: dict[Format, FileKind] = {
+    "json": FileKind("application/json", "json"),
+    "jsonl": FileKind("application/x-ndjson", "jsonl"),
+    "markdown": FileKind("text/markdown; charset=utf-8", "md"),
+    "text": FileKind("text/plain; charset=utf-8", "txt"),
+}
+
+
+def file_name(summary: TranscriptSummary, fmt: Format) -> str:
+    # Room ids are [A-Za-z0-9_-] (limits.ROOM_ID_PATTERN): safe in a header as they are.
+    return f"tomchat-{summary.room.id}.{FILE_KINDS[fmt].extension}"
+
+
+def content_disposition(summary: TranscriptSummary, fmt: Format) -> str:
+    return f'attachment; filename="{file_name(summary, fmt)}"'
+
+
+class Formatter:
+    """Writes one format: ``start()``, then ``page(rows)`` per page, then ``end()``."""
+
+    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
+        self.summary = summary
+        # Audio links in the readable formats are absolute when the base is known, so a
+        # file saved to disk still points at the server; JSON keeps the stored URLs.
+        self.media_base = media_base.rstrip("/") if media_base else None
+
+    def start(self) -> str:
+        return ""
+
+    def page(self, rows: Sequence[MessageRow]) -> str:
+        raise NotImplementedError
+
+    def end(self) -> str:
+        return ""
+
+    def link(self, url: str) -> str:
+        absolute = f"{self.media_base}{url}" if self.media_base and url.startswith("/") else url
+        return quote(absolute, safe=":/?&=#%@+,;~!$'*")
+
+
+class JsonFormatter(Formatter):
+    """``{"room": …, "version": H, "count": N, "messages": [Message, …]}``, a message a line."""
+
+    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
+        super().__init__(summary, media_base)
+        self._first = True
+
+    def start(self) -> str:
+        s, room = self.summary, self.summary.room
+        head = {
+            "room": {
+                "id": room.id,
+                "name": room.name,
+                "character": room.character,
+                "createdAt": wire.iso(room.created_at) if room.created_at else None,
+            },
+            "version": s.version,
+            "count": s.count,
+            "range": {"from": _bound_json(s.span.start), "to": _bound_json(s.span.end)},
+        }
+        # The messages array is left open: pages are written into it as they come.
+        return _json.encode(head)[:-1].decode() + ',"messages":['
+
+    def page(self, rows: Sequence[MessageRow]) -> str:
+        if not rows:
+            return ""
+        body = ",\n".join(_json.encode(wire.message(r)).decode() for r in rows)
+        lead = "\n" if self._first else ",\n"
+        self._first = False
+        return lead + body
+
+    def end(self) -> str:
+        return "]}\n" if self._first else "\n]}\n"
+
+
+class JsonLinesFormatter(Formatter):
+    """One Message per line and nothing else, so ``jq -c`` and line tools work as they are."""
+
+    def page(self, rows: Sequence[MessageRow]) -> str:
+        return "".join(_json.encode(wire.message(r)).decode() + "\n" for r in rows)
+
+
+class MarkdownFormatter(Formatter):
+    """A document: title, the room and its times, a heading per day, a quote per message.
+
+    Each message's text goes in a block quote, ``>`` on every line: whatever Markdown a
+    message holds renders inside its own quote and can never pose as the next speaker.
+    """
+
+    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
+        super().__init__(summary, media_base)
+        self._day = ""
+
+    def start(self) -> str:
+        s, room = self.summary, self.summary.room
+        title = md_escape(room.name or room.id)
+        about = f"Room `{room.id}`"
+        if room.character:
+            about += f" with {md_escape(room.character)}"
+        about += " · " + _count(s.count)
+        if s.first_at is not None and s.last_at is not None:
+            about += f" · {_stamp(s.first_at)} to {_stamp(s.last_at)} UTC"
+        lines = [f"# {title}", "", about]
+        excerpt = _range_words(s)
+        if excerpt:
+            lines += ["", f"Excerpt: {excerpt}."]
+        return "\n".join(lines) + "\n"
+
+    def page(self, rows: Sequence[MessageRow]) -> str:
+        out: list[str] = []
+        for row in rows:
+            stamp = _stamp(row.created_at)
+            day, clock = stamp[:10], stamp[11:]
+            if day != self._day:
+                self._day = day
+                out.append(f"\n## {day}\n")
+            head = f"**{md_escape(row.author)}** · {clock}"
+            if row.source == "voice":
+                head += " · voice"
+            mark = STATUS_MARKS.get(row.status)
+            if mark:
+                head += f" · *{mark}*"
+            if row.audio_url:
+                head += f" · [audio]({self.link(row.audio_url)})"
+            out.append(f"\n{head}\n")
+            if row.content:
+                out.append("\n" + _quote(row.content) + "\n")
+        return "".join(out)
+
+
+class TextFormatter(Formatter):
+    """Plain lines: ``[2026-11-24 20:07:49 UTC] ann: text``; further lines indented by 4."""
+
+    def page(self, rows: Sequence[MessageRow]) -> str:
+        out: list[str] = []
+        for row in rows:
+            who = row.author
+            notes = ["voice"] if row.source == "voice" else []
+            mark = STATUS_MARKS.get(row.status)
+            if mark:
+                notes.append(mark)
+            if notes:
+                who += f" ({', '.join(notes)})"
+            text = row.content.replace("\r\n", "\n").replace("\n", "\n    ")
+            out.append(f"[{_stamp(row.created_at)} UTC] {who}: {text}".rstrip() + "\n")
+        return "".join(out)
+
+
+_FORMATTERS: dict[Format, type[Formatter]] = {
+    "json": JsonFormatter,
+    "jsonl": JsonLinesFormatter,
+    "markdown": MarkdownFormatter,
+    "text": TextFormatter,
+}
+
+
+def formatter(fmt: Format, summary: TranscriptSummary, media_base: str | None = None) -> Formatter:
+    return _FORMATTERS[fmt](summary, media_base)
+
+
+async def render(
+    fmt: Format,
+    summary: TranscriptSummary,
+    pages: AsyncIterable[Sequence[MessageRow]],
+    media_base: str | None = None,
+) -> AsyncIterator[bytes]:
+    """The whole file, one piece per page (a few hundred kB at most, whatever the room)."""
+    writer = formatter(fmt, summary, media_base)
+    yield writer.start().encode()
+    async for rows in pages:
+        yield writer.page(rows).encode()
+    yield writer.end().encode()
+
+
+def render_all(
+    fmt: Format,
+    summary: TranscriptSummary,
+    pages: Iterable[Sequence[MessageRow]],
+    media_base: str | None = None,
+) -> str:
+    """The same file as one string (for tests and small rooms)."""
+    writer = formatter(fmt, summary, media_base)
+    return writer.start() + "".join(writer.page(rows) for rows in pages) + writer.end()
+
+
+# -- small pieces ----------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def md_escape(text: str) -> str:
+    """Names as literal text in Markdown (``**bob_the_builder**`` stays as typed)."""
+    return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def _quote(text: str) -> str:
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+def _stamp(at: datetime) -> str:
+    # isoformat is several times faster than strftime, and this runs once per message.
+    return at.isoformat(sep=" ", timespec="seconds")[:19]
+
+
+def _count(n: int) -> str:
+    return "no messages" if n == 0 else "1 message" if n == 1 else f"{n:,} messages"
+
+
+def _bound_json(bound: Bound | None) -> int | str | None:
+    if bound is None:
+        return None
+    if bound.version is not None:
+        return bound.version
+    assert bound.at is not None
+    return wire.iso(bound.at)
+
+
+def _bound_words(bound: Bound) -> str:
+    if bound.version is not None:
+        return f"version {bound.version}"
+    assert bound.at is not None
+    return f"{_stamp(bound.at)} UTC"
+
+
+def _range_words(summary: TranscriptSummary) -> str:
+    start, end = summary.span.start, summary.span.end
+    if start and end:
+        return f"messages from {_bound_words(start)} to {_bound_words(end)}"
+    if start:
+        return f"messages from {_bound_words(start)} on"
+    if end:
+        return f"messages up to {_bound_words(end)}"
+    return ""

@@ -1,0 +1,106 @@
+"""``GET /api/rooms/{roomId}/replay``: the room's log as Server-Sent Events, at its own pace.
+
+One SSE event per logged event: ``id`` is the room version, ``data`` the raw event
+(``{version, type, data, recordedAt}``, as ``/events`` gives it), sent after the original
+gap divided by ``speed``, each pause capped at ``maxPause``. The replay runs to the room's
+head when it began, then sends ``event: end``. A client that reconnects sends
+``Last-Event-ID`` and continues after that version; browsers' ``EventSource`` does so by
+itself, and would start over after ``end`` too, so clients close on ``end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import msgspec
+from litestar import get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from tomchat.http.api import RoomIdParam, services
+from tomchat.live import wire
+from tomchat.replay import KeepAlive, paced
+from tomchat.store.transcripts import TranscriptReader
+
+# Proxies and browsers drop a connection that stays silent for long; a comment line every
+# so often keeps it open through a long pause without adding an event.
+KEEPALIVE_SECONDS = 15.0
+# How soon a browser reconnects after a dropped connection (it sends Last-Event-ID then).
+RETRY_MS = 1000
+
+_json = msgspec.json.Encoder()
+
+
+def sse_event(data: bytes, *, event_id: int | None = None, event: str | None = None) -> bytes:
+    # ``data`` is compact JSON, one line: no need to split it into several data fields.
+    head = b""
+    if event_id is not None:
+        head += b"id: %d\n" % event_id
+    if event is not None:
+        head += b"event: " + event.encode() + b"\n"
+    return head + b"data: " + data + b"\n\n"
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    if not text.isdigit():
+        raise ValidationException(f"Last-Event-ID must be a room version, not {raw!r}")
+    return int(text)
+
+
+@get(
+    "/api/rooms/{room_id:str}/replay",
+    tags=["rooms"],
+    summary="Replay the room's log as Server-Sent Events, paced by the original gaps",
+    description=__doc__,
+)
+async def replay(
+    state: State,
+    room_id: RoomIdParam,
+    speed: Annotated[float, Parameter(gt=0, le=1000, description="1 = original pace")] = 1.0,
+    max_pause: Annotated[
+        float,
+        Parameter(query="maxPause", ge=0, le=3600, description="longest wait, in seconds"),
+    ] = 2.0,
+    after: Annotated[int, Parameter(ge=0, description="start after this room version")] = 0,
+    last_event_id: Annotated[
+        str | None,
+        Parameter(header="Last-Event-ID", description="resume after this version (wins)"),
+    ] = None,
+) -> Stream:
+    resume = parse_last_event_id(last_event_id)
+    start = resume if resume is not None else after
+    reader = TranscriptReader(services(state).db)
+    head = await reader.head(room_id)
+    if not head:
+        raise NotFoundException(f"no room {room_id!r}")
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"retry: %d\n: replay of %s after version %d\n\n" % (
+            RETRY_MS,
+            room_id.encode(),
+            start,
+        )
+        pages = reader.event_pages(room_id, start, upto=head)
+        async for item in paced(pages, speed, max_pause, keepalive=KEEPALIVE_SECONDS):
+            if isinstance(item, KeepAlive):
+                yield b": keep-alive\n\n"
+                continue
+            yield sse_event(_json.encode(wire.raw_event(item)), event_id=item.version)
+        yield sse_event(_json.encode({"version": head}), event="end")
+
+    return Stream(
+        stream(),
+        media_type="text/event-stream",
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            # nginx and the like would hold events back in their buffers, pauses and all.
+            "X-Accel-Buffering": "no",
+        },
+    )

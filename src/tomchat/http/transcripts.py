@@ -1,0 +1,77 @@
+"""``GET /api/rooms/{roomId}/transcript``: the whole transcript as a file, streamed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from tomchat.export import FILE_KINDS, Format, content_disposition, render
+from tomchat.http.api import RoomIdParam, services
+from tomchat.http.replay import replay
+from tomchat.store.transcripts import Bound, Span, TranscriptReader
+
+BOUND_HELP = (
+    "a room version (messages that began at or after / at or before it) or an ISO 8601 time "
+    "(naive times are UTC); inclusive"
+)
+
+
+def parse_bound(name: str, raw: str | None) -> Bound | None:
+    """A ``from``/``to`` value: a whole number is a room version, anything else a time."""
+    if raw is None or raw == "":
+        return None
+    text = raw.strip()
+    if text.isdigit():
+        return Bound(version=int(text))
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationException(
+            f"{name} must be a room version (a whole number) or an ISO 8601 time, not {raw!r}"
+        ) from None
+    return Bound(at=at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
+
+
+@get(
+    "/api/rooms/{room_id:str}/transcript",
+    tags=["rooms"],
+    summary="The room's transcript as a file",
+    description=(
+        "Built from the messages projection and streamed page by page, so any size of room "
+        "exports in flat memory. `json`: room metadata and the Message list; `jsonl`: one "
+        "Message per line; `markdown`: a readable document; `text`: plain lines. The export "
+        "is fixed at the room's version when it began."
+    ),
+)
+async def transcript(
+    request: Request[Any, Any, Any],
+    state: State,
+    room_id: RoomIdParam,
+    format_: Annotated[Format, Parameter(query="format")] = "json",
+    from_: Annotated[str | None, Parameter(query="from", description=BOUND_HELP)] = None,
+    to: Annotated[str | None, Parameter(description=BOUND_HELP)] = None,
+) -> Stream:
+    span = Span(parse_bound("from", from_), parse_bound("to", to))
+    reader = TranscriptReader(services(state).db)
+    summary = await reader.summary(room_id, span)
+    if summary is None:
+        raise NotFoundException(f"no room {room_id!r}")
+    return Stream(
+        render(format_, summary, reader.message_pages(summary), str(request.base_url)),
+        media_type=FILE_KINDS[format_].media_type,
+        headers={
+            # As given: Litestar would append a second charset to a text/* media type.
+            "Content-Type": FILE_KINDS[format_].media_type,
+            "Content-Disposition": content_disposition(summary, format_),
+        },
+    )
+
+
+# The app registers these in one line: the transcript file and the paced replay.
+transcript_routes = [transcript, replay]

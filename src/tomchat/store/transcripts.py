@@ -1,0 +1,148 @@
+"""Whole-room reads for exports and replays, in pages, so memory stays flat at any size.
+
+Every page is keyset-paginated (``first_version`` for messages, ``version`` for events;
+never OFFSET) and read in its own short transaction: a slow download or a paced replay
+never holds a database connection between pages. The export is fixed at the room's head
+when it began: later messages are left out, and since projection rows are only ever added
+(a reply's row changes status, never its place), every page sees the same set of messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from tomchat.domain.events import RecordedEvent
+from tomchat.domain.transcript import STREAMING, MessageRow
+from tomchat.store.database import Database
+from tomchat.store.event_store import head_of, read_events
+from tomchat.store.rooms import RoomInfo, _message, _room, _text_so_far
+from tomchat.store.schema import messages, streams
+
+MESSAGE_PAGE = 1000
+EVENT_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One end of an export's range: a room version or a time (both ends are inclusive)."""
+
+    version: int | None = None
+    at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.version is None) == (self.at is None):
+            raise ValueError("a bound is either a version or a time")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Which messages an export covers, by the version or time at which each one began."""
+
+    start: Bound | None = None
+    end: Bound | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSummary:
+    """What an export knows before its first page: enough for a title and a progress bar."""
+
+    room: RoomInfo
+    version: int  # the room's head when the export began; nothing later is included
+    count: int
+    first_at: datetime | None
+    last_at: datetime | None
+    span: Span
+
+
+class TranscriptReader:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def summary(self, room_id: str, span: Span = Span()) -> TranscriptSummary | None:
+        """The room, its head and the size of the span; None if there is no such room."""
+        async with self.db.snapshot() as conn:
+            row = (await conn.execute(select(streams).where(streams.c.room_id == room_id))).first()
+            if row is None or row.version == 0:
+                return None
+            query = select(
+                func.count(), func.min(messages.c.created_at), func.max(messages.c.created_at)
+            ).where(and_(*_message_filter(room_id, span, row.version)))
+            count, first_at, last_at = (await conn.execute(query)).one()
+        return TranscriptSummary(_room(row), row.version, count, first_at, last_at, span)
+
+    async def message_pages(
+        self, summary: TranscriptSummary, page_size: int = MESSAGE_PAGE
+    ) -> AsyncIterator[list[MessageRow]]:
+        """The span's messages in log order, ``page_size`` at a time."""
+        room_id, upto = summary.room.id, summary.version
+        conditions = _message_filter(room_id, summary.span, upto)
+        cursor = 0
+        while True:
+            query = (
+                select(messages)
+                .where(and_(*conditions, messages.c.first_version > cursor))
+                .order_by(messages.c.first_version)
+                .limit(page_size)
+            )
+            async with self.db.snapshot() as conn:
+                rows = [_message(r) for r in await conn.execute(query)]
+                rows = [await _with_text_so_far(conn, r, upto) for r in rows]
+            if not rows:
+                return
+            yield rows
+            if len(rows) < page_size:
+                return
+            cursor = rows[-1].first_version
+
+    async def event_pages(
+        self,
+        room_id: str,
+        after: int = 0,
+        upto: int | None = None,
+        page_size: int = EVENT_PAGE,
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """The room's events after version ``after`` (up to ``upto``), ``page_size`` at a time."""
+        cursor = after
+        while upto is None or cursor < upto:
+            async with self.db.snapshot() as conn:
+                page = await read_events(conn, room_id, cursor, upto=upto, limit=page_size)
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            cursor = page[-1].version
+
+    async def head(self, room_id: str) -> int | None:
+        async with self.db.snapshot() as conn:
+            return await head_of(conn, room_id)
+
+
+def _message_filter(room_id: str, span: Span, upto: int) -> list[ColumnElement[bool]]:
+    conditions = [messages.c.room_id == room_id, messages.c.first_version <= upto]
+    if span.start is not None:
+        if span.start.version is not None:
+            conditions.append(messages.c.first_version >= span.start.version)
+        else:
+            conditions.append(messages.c.created_at >= span.start.at)
+    if span.end is not None:
+        if span.end.version is not None:
+            conditions.append(messages.c.first_version <= span.end.version)
+        else:
+            conditions.append(messages.c.created_at <= span.end.at)
+    return conditions
+
+
+async def _with_text_so_far(conn: AsyncConnection, row: MessageRow, upto: int) -> MessageRow:
+    # A reply still streaming has no text in its row; an export shows what it said so far,
+    # as the catch-up snapshot does. At most one reply streams per room, so this is rare.
+    if row.status != STREAMING:
+        return row
+    text = await _text_so_far(conn, row, upto)
+    return replace(row, content=text)
