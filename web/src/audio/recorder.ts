@@ -35,14 +35,22 @@ export async function startRecording(): Promise<Recording> {
           () => {
             release();
             const type = recorder.mimeType || mimeType || "audio/webm";
-            resolve({ blob: new Blob(parts, { type }), mimeType: type, durationMs: performance.now() - startedAt });
+            resolve({
+              blob: new Blob(parts, { type }),
+              mimeType: type,
+              durationMs: performance.now() - startedAt,
+            });
           },
           { once: true },
         );
-        recorder.addEventListener("error", () => {
-          release();
-          reject(new Error("Recording failed."));
-        }, { once: true });
+        recorder.addEventListener(
+          "error",
+          () => {
+            release();
+            reject(new Error("Recording failed."));
+          },
+          { once: true },
+        );
         if (recorder.state !== "inactive") recorder.stop();
       }),
     cancel: () => {

@@ -74,7 +74,11 @@ export function Composer({ disabled, onSend, onVoice, replyingId, onStop }: Prop
   );
 }
 
-type RecState = { phase: "idle" } | { phase: "starting" } | { phase: "recording"; since: number } | { phase: "error"; message: string };
+type RecState =
+  | { phase: "idle" }
+  | { phase: "starting" }
+  | { phase: "recording"; since: number }
+  | { phase: "error"; message: string };
 
 /** Press and hold (mouse, touch, or Space/Enter on the button) to record; release to send. */
 function HoldToRecord({ disabled, onVoice }: { disabled: boolean; onVoice: Props["onVoice"] }) {
@@ -105,7 +109,10 @@ function HoldToRecord({ disabled, onVoice }: { disabled: boolean; onVoice: Props
     } catch (e) {
       recording.current = null;
       const denied = e instanceof DOMException && e.name === "NotAllowedError";
-      setState({ phase: "error", message: denied ? "Microphone access was refused." : "No microphone available." });
+      setState({
+        phase: "error",
+        message: denied ? "Microphone access was refused." : "No microphone available.",
+      });
     }
   };
 

@@ -62,7 +62,8 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
             aria-label={playing ? "Stop audio" : message.isAI ? "Play Tom's voice" : "Play the recording"}
             onClick={() => onPlay(message)}
           >
-            <Icon name={playing ? "stop" : "play"} size={12} /> {playing ? "Stop" : message.isAI ? "Play" : "Play recording"}
+            <Icon name={playing ? "stop" : "play"} size={12} />{" "}
+            {playing ? "Stop" : message.isAI ? "Play" : "Play recording"}
           </button>
         )}
       </div>
@@ -79,7 +80,12 @@ interface OutgoingProps {
 
 /** A message of ours the server has not shown to the room yet. */
 export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingProps) {
-  const text = item.kind === "voice" && !item.content ? (item.state === "sending" ? "Transcribing your voice…" : "Voice message") : item.content;
+  const text =
+    item.kind === "voice" && !item.content
+      ? item.state === "sending"
+        ? "Transcribing your voice…"
+        : "Voice message"
+      : item.content;
   return (
     <li
       className={`message mine outgoing ${item.state}`}
@@ -89,7 +95,9 @@ export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingPro
     >
       <div className="meta">
         <span className="author">{username}</span>
-        <span className={`status status-${item.state}`}>{item.state === "sending" ? "sending…" : "not sent"}</span>
+        <span className={`status status-${item.state}`}>
+          {item.state === "sending" ? "sending…" : "not sent"}
+        </span>
       </div>
       <div className="bubble">
         <p className="content">{text}</p>

@@ -73,7 +73,10 @@ export function ReplayPage({ roomId }: { roomId: string }) {
 
   const [name, setName] = useState(roomId);
   useEffect(() => {
-    getRoom(roomId).then((room) => setName(room.name || roomId), () => {});
+    getRoom(roomId).then(
+      (room) => setName(room.name || roomId),
+      () => {},
+    );
   }, [roomId]);
   useEffect(() => {
     document.title = `${name} (replay) · tomchat`;
@@ -94,11 +97,13 @@ export function ReplayPage({ roomId }: { roomId: string }) {
         <label className="small">
           Speed{" "}
           <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))}>
-            {[...new Set([...SPEEDS, speed])].sort((a, b) => a - b).map((s) => (
-              <option key={s} value={s}>
-                {s}×
-              </option>
-            ))}
+            {[...new Set([...SPEEDS, speed])]
+              .sort((a, b) => a - b)
+              .map((s) => (
+                <option key={s} value={s}>
+                  {s}×
+                </option>
+              ))}
           </select>
         </label>
         <button type="button" onClick={() => setRun((n) => n + 1)}>

@@ -45,7 +45,12 @@ function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: strin
             placeholder="How others see you"
           />
         </label>
-        <button type="submit" className="primary" data-testid="username-submit" disabled={!cleanUsername(name)}>
+        <button
+          type="submit"
+          className="primary"
+          data-testid="username-submit"
+          disabled={!cleanUsername(name)}
+        >
           Enter the room
         </button>
       </form>
@@ -135,7 +140,12 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
       {audio.blocked && (
         <div className="banner" data-testid="audio-blocked">
           Your browser blocked Tom's voice.{" "}
-          <button type="button" className="primary" data-testid="unblock-audio" onClick={() => player.unblock()}>
+          <button
+            type="button"
+            className="primary"
+            data-testid="unblock-audio"
+            onClick={() => player.unblock()}
+          >
             <Icon name="speaker" /> Play sound
           </button>
         </div>

@@ -32,6 +32,8 @@ export function Transcript({ view, username, playingId, onPlay, loadOlder, foote
   const [olderError, setOlderError] = useState<string | null>(null);
   // What the top of the list was before the last render, to keep the reader's place.
   const anchor = useRef<{ firstId: string | undefined; height: number }>({ firstId: undefined, height: 0 });
+  // Something new arrived below while the reader was scrolled up.
+  const [unseen, setUnseen] = useState(false);
 
   const fetchOlder = useCallback(async () => {
     if (!loadOlder || loading || !view.hasMore) return;
@@ -56,6 +58,8 @@ export function Transcript({ view, username, playingId, onPlay, loadOlder, foote
       el.scrollTop += el.scrollHeight - before.height;
     } else if (sticky.current) {
       el.scrollTop = el.scrollHeight;
+    } else if (firstId === before.firstId && el.scrollHeight > before.height && !unseen) {
+      setUnseen(true);
     }
     anchor.current = { firstId, height: el.scrollHeight };
   });
@@ -72,44 +76,59 @@ export function Transcript({ view, username, playingId, onPlay, loadOlder, foote
     const el = scroller.current;
     if (!el) return;
     sticky.current = el.scrollHeight - el.scrollTop - el.clientHeight < STICKY_PX;
+    if (sticky.current && unseen) setUnseen(false);
     if (el.scrollTop < LOAD_OLDER_PX) void fetchOlder();
   };
 
+  const jumpDown = () => {
+    const el = scroller.current;
+    if (el) el.scrollTo({ top: el.scrollHeight, behavior: "smooth" });
+    sticky.current = true;
+    setUnseen(false);
+  };
+
   return (
-    <div className="transcript" ref={scroller} onScroll={onScroll} data-testid="transcript">
-      {view.hasMore && loadOlder && (
-        <div className="older" data-testid="older">
-          {olderError ? (
-            <button type="button" className="link" onClick={() => void fetchOlder()}>
-              Could not load older messages ({olderError}). Try again
-            </button>
-          ) : loading ? (
-            "Loading older messages…"
-          ) : (
-            <button type="button" className="link" onClick={() => void fetchOlder()}>
-              Load older messages
-            </button>
-          )}
-        </div>
+    <div className="transcript-wrap">
+      <div className="transcript" ref={scroller} onScroll={onScroll} data-testid="transcript">
+        {view.hasMore && loadOlder && (
+          <div className="older" data-testid="older">
+            {olderError ? (
+              <button type="button" className="link" onClick={() => void fetchOlder()}>
+                Could not load older messages ({olderError}). Try again
+              </button>
+            ) : loading ? (
+              "Loading older messages…"
+            ) : (
+              <button type="button" className="link" onClick={() => void fetchOlder()}>
+                Load older messages
+              </button>
+            )}
+          </div>
+        )}
+        {view.joined && !view.hasMore && view.messages.length > 0 && loadOlder && (
+          <div className="older muted" data-testid="beginning">
+            This is the beginning of the room.
+          </div>
+        )}
+        {view.joined && view.messages.length === 0 && !footer && empty}
+        <ol className="messages" data-testid="messages">
+          {view.messages.map((m) => (
+            <MessageItem
+              key={m.id}
+              message={m}
+              mine={!m.isAI && m.username === username}
+              playing={playingId === m.id}
+              onPlay={onPlay}
+            />
+          ))}
+          {footer}
+        </ol>
+      </div>
+      {unseen && (
+        <button type="button" className="jump primary" data-testid="jump-to-new" onClick={jumpDown}>
+          New messages ↓
+        </button>
       )}
-      {view.joined && !view.hasMore && view.messages.length > 0 && loadOlder && (
-        <div className="older muted" data-testid="beginning">
-          This is the beginning of the room.
-        </div>
-      )}
-      {view.joined && view.messages.length === 0 && !footer && empty}
-      <ol className="messages" data-testid="messages">
-        {view.messages.map((m) => (
-          <MessageItem
-            key={m.id}
-            message={m}
-            mine={!m.isAI && m.username === username}
-            playing={playingId === m.id}
-            onPlay={onPlay}
-          />
-        ))}
-        {footer}
-      </ol>
     </div>
   );
 }

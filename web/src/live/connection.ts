@@ -200,7 +200,14 @@ export class RoomConnection {
   // --- sending ----------------------------------------------------------------------
 
   sendMessage(content: string): void {
-    this.enqueue({ clientId: newClientId(), kind: "text", content, state: "sending", error: null, messageId: null });
+    this.enqueue({
+      clientId: newClientId(),
+      kind: "text",
+      content,
+      state: "sending",
+      error: null,
+      messageId: null,
+    });
   }
 
   sendVoice(bytes: ArrayBuffer, mimeType: string): void {
@@ -241,7 +248,12 @@ export class RoomConnection {
         item.kind === "voice" && item.audio
           ? await this.call<SendAck>(
               "sendVoiceMessage",
-              { roomId: this.roomId, audio: item.audio.bytes, mimeType: item.audio.mimeType, clientId: item.clientId },
+              {
+                roomId: this.roomId,
+                audio: item.audio.bytes,
+                mimeType: item.audio.mimeType,
+                clientId: item.clientId,
+              },
               VOICE_ACK_TIMEOUT_MS,
             )
           : await this.call<SendAck>("sendMessage", {

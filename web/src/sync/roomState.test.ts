@@ -20,7 +20,11 @@ function userMessage(id: string, version: number, content = `hello ${id}`): Wire
   };
 }
 
-function snapshot(version: number, messages: WireMessage[] = [], extra: Partial<SnapshotAck> = {}): SnapshotAck {
+function snapshot(
+  version: number,
+  messages: WireMessage[] = [],
+  extra: Partial<SnapshotAck> = {},
+): SnapshotAck {
   return { ok: true, roomId: ROOM, version, messages, streaming: [], hasMore: false, ...extra };
 }
 
@@ -146,7 +150,22 @@ describe("ordering", () => {
 
     // The resync answer fills the hole; the held-back v12 then applies once.
     sync.receive(posted(13));
-    sync.applyAck(catchUp(12, [{ version: 11, type: "message.posted", recordedAt: T, data: { message_id: "m11", username: "bo", content: "x" } }, { version: 12, type: "message.posted", recordedAt: T, data: { message_id: "m12", username: "ann", content: "hello m12" } }]));
+    sync.applyAck(
+      catchUp(12, [
+        {
+          version: 11,
+          type: "message.posted",
+          recordedAt: T,
+          data: { message_id: "m11", username: "bo", content: "x" },
+        },
+        {
+          version: 12,
+          type: "message.posted",
+          recordedAt: T,
+          data: { message_id: "m12", username: "ann", content: "hello m12" },
+        },
+      ]),
+    );
     expect(ids(sync)).toEqual(["m11", "m12", "m13"]);
     expect(sync.getView().version).toBe(13);
     vi.advanceTimersByTime(5000);
@@ -189,8 +208,18 @@ describe("ordering", () => {
 });
 
 describe("catching up after a drop", () => {
-  const rawStart = (v: number): RawEvent => ({ version: v, type: "reply.started", recordedAt: T, data: { message_id: "r", character: "Tom", in_reply_to: ["a"] } });
-  const rawChunk = (v: number, index: number, text: string): RawEvent => ({ version: v, type: "reply.chunk", recordedAt: T, data: { message_id: "r", index, text } });
+  const rawStart = (v: number): RawEvent => ({
+    version: v,
+    type: "reply.started",
+    recordedAt: T,
+    data: { message_id: "r", character: "Tom", in_reply_to: ["a"] },
+  });
+  const rawChunk = (v: number, index: number, text: string): RawEvent => ({
+    version: v,
+    type: "reply.chunk",
+    recordedAt: T,
+    data: { message_id: "r", index, text },
+  });
 
   it("continues a reply in progress with no duplicate and no hole", () => {
     const { sync } = setup();
@@ -228,17 +257,50 @@ describe("catching up after a drop", () => {
     sync.applyAck(
       catchUp(7, [
         { version: 1, type: "room.created", recordedAt: T, data: { name: "R", character: "Tom" } },
-        { version: 2, type: "message.posted", recordedAt: T, data: { message_id: "v", username: "ann", content: "said aloud", source: "voice", audio_url: "/media/v.webm" } },
+        {
+          version: 2,
+          type: "message.posted",
+          recordedAt: T,
+          data: {
+            message_id: "v",
+            username: "ann",
+            content: "said aloud",
+            source: "voice",
+            audio_url: "/media/v.webm",
+          },
+        },
         rawStart(3),
         rawChunk(4, 0, "Hi"),
-        { version: 5, type: "reply.audio", recordedAt: T, data: { message_id: "r", audio_url: "/media/r.mp3", format: "mp3", bytes: 10 } },
+        {
+          version: 5,
+          type: "reply.audio",
+          recordedAt: T,
+          data: { message_id: "r", audio_url: "/media/r.mp3", format: "mp3", bytes: 10 },
+        },
         rawChunk(6, 1, " there"),
-        { version: 7, type: "reply.completed", recordedAt: T, data: { message_id: "r", content: "Hi there", status: "stopped", error: null } },
+        {
+          version: 7,
+          type: "reply.completed",
+          recordedAt: T,
+          data: { message_id: "r", content: "Hi there", status: "stopped", error: null },
+        },
       ]),
     );
     const [voice, reply] = sync.getView().messages;
-    expect(voice).toMatchObject({ id: "v", source: "voice", audioUrl: "/media/v.webm", content: "said aloud" });
-    expect(reply).toMatchObject({ id: "r", isAI: true, username: "Tom", content: "Hi there", status: "stopped", audioUrl: "/media/r.mp3" });
+    expect(voice).toMatchObject({
+      id: "v",
+      source: "voice",
+      audioUrl: "/media/v.webm",
+      content: "said aloud",
+    });
+    expect(reply).toMatchObject({
+      id: "r",
+      isAI: true,
+      username: "Tom",
+      content: "Hi there",
+      status: "stopped",
+      audioUrl: "/media/r.mp3",
+    });
   });
 });
 

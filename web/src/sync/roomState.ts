@@ -297,9 +297,12 @@ export class RoomSync {
 /** The transcript after one event (the event is the next version; that is checked by the caller). */
 export function applyEvent(view: RoomView, event: RoomEvent): RoomView {
   const at = { ...view, version: event.version };
-  const index = event.kind === "posted" ? view.messages.findIndex((m) => m.id === event.message.id)
-    : event.kind === "other" ? -1
-    : view.messages.findIndex((m) => m.id === event.id);
+  const index =
+    event.kind === "posted"
+      ? view.messages.findIndex((m) => m.id === event.message.id)
+      : event.kind === "other"
+        ? -1
+        : view.messages.findIndex((m) => m.id === event.id);
   const update = (patch: (m: ChatMessage) => ChatMessage): RoomView => {
     if (index < 0) return at;
     const messages = view.messages.slice();
