@@ -105,7 +105,9 @@ def test_hold_to_record_sends_a_voice_message(
     expect(ann.page.get_by_test_id("outgoing")).to_have_count(0)
     assert len(fake_fish.asr_calls) == asr_calls + 1
 
-    # The recording plays back from the transcript.
+    # The recording plays back from the transcript. (Bob mutes Tom first, whose voice would
+    # otherwise take over the moment his reply's audio arrives.)
+    bob.page.get_by_test_id("mute-toggle").click()
     voice = bob.messages.filter(has_text=heard)
     message_id = voice.get_attribute("data-message-id")
     assert message_id
