@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import socketio
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
@@ -17,11 +17,15 @@ from litestar.plugins.problem_details import (
 )
 
 from tomchat import __version__
+from tomchat.access import install_log_redaction
+from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
+from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
 from tomchat.live.publisher import Publisher
+from tomchat.live.sendbuffer import BoundedAsyncServer
 from tomchat.live.server import LiveServer
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media import MediaStore
@@ -50,11 +54,12 @@ def _internal(exc: Exception) -> ProblemDetailsException:
 
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    return socketio.AsyncServer(
+    return BoundedAsyncServer(
         async_mode="asgi",
         client_manager=manager,
         cors_allowed_origins="*",
-        max_http_buffer_size=8 * 1024 * 1024,
+        max_http_buffer_size=limits.MAX_PACKET_BYTES,
+        send_buffer_bytes=settings.live_limits.send_buffer_bytes,
         ping_interval=10,
         ping_timeout=10,
     )
@@ -67,7 +72,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     sio = create_socketio(settings)
     media = services.media or MediaStore(settings.media_dir)
     voice_messages = VoiceMessages(services.conversation, media, services.transcriber)
-    services.live = LiveServer(sio, services.conversation, services.reader, voice_messages)
+    services.live = LiveServer(
+        sio,
+        services.conversation,
+        services.reader,
+        voice_messages,
+        access=services.access,
+        live_limits=settings.live_limits,
+    )
+    install_log_redaction()  # invite tokens in query strings stay out of the access log
     publisher = Publisher(sio, services.reader)
     services.store.subscribe(publisher.on_commit)
 
@@ -95,11 +108,17 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     api = Litestar(
         route_handlers=[
             health,
-            RoomController,
-            *transcript_routes,
+            # Everything under a room: documented with the invite token parameters.
+            Router(
+                "/",
+                route_handlers=[RoomController, *transcript_routes],
+                parameters=TOKEN_PARAMETERS,
+            ),
             media_router(media),
             web_router(settings.static_dir),
         ],
+        # Every route with a room_id, whichever router it is on, needs a private room's token.
+        guards=[room_guard],
         on_startup=[start],
         on_shutdown=[stop],
         state=State({"services": services}),

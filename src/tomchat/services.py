@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from tomchat.access import RoomAccess
 from tomchat.ai.characters import load_character
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
@@ -35,6 +36,10 @@ class Services:
     media: MediaStore | None = None
     voice: Voice | None = None  # speaks replies; None without TOMCHAT_TTS
     transcriber: Transcriber | None = None  # hears voice messages; None without TOMCHAT_ASR
+    access: RoomAccess = field(init=False)  # private rooms' tokens
+
+    def __post_init__(self) -> None:
+        self.access = RoomAccess(self.db)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -9,6 +9,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from tomchat.domain.limits import LiveLimits
+
 
 class ConfigError(Exception):
     """A setting is unusable; the message says which and why."""
@@ -44,6 +46,8 @@ class Settings:
     demo_delay_ms: int = 40
     character: Path | None = None
     static_dir: Path | None = None
+    # Rate limits and buffers of the live edge; code and tests tune them, not the environment.
+    live_limits: LiveLimits = field(default_factory=LiveLimits)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,5 +1,9 @@
 """Input limits shared by every edge (Socket.IO, REST)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 MAX_CONTENT_CHARS = 4000
 MAX_USERNAME_CHARS = 32
 MAX_ROOM_ID_CHARS = 64
@@ -8,3 +12,41 @@ ROOM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_CLIENT_ID_CHARS = 128
 CATCH_UP_MAX_EVENTS = 10_000
 SNAPSHOT_PAGE = 50
+MAX_VOICE_BYTES = 5 * 1024 * 1024
+MAX_VOICE_SECONDS = 120.0
+# One Socket.IO packet (python-socketio ``max_http_buffer_size``): the largest voice message
+# in base64 with its JSON envelope fits; anything bigger closes the connection.
+MAX_PACKET_BYTES = 8 * 1024 * 1024
+MAX_TOKEN_CHARS = 256
+# Cursors are room versions; anything past this is nonsense, and keeping it well inside 64
+# bits means no database ever sees an integer it cannot hold.
+MAX_VERSION = 2**53
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+
+    burst: float
+    per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLimits:
+    """What one connection, one username and one room may ask of the server.
+
+    Each of ``messages``, ``voice`` and ``joins`` is enforced twice, per connection and per
+    username, so neither opening more sockets nor switching names buys more. ``events``
+    counts every packet a connection sends, valid or not, so a flood of junk is refused
+    before it costs a parse.
+    """
+
+    messages: Rate = Rate(burst=8, per_second=1.0)
+    voice: Rate = Rate(burst=3, per_second=0.2)
+    joins: Rate = Rate(burst=12, per_second=1.0)
+    events: Rate = Rate(burst=120, per_second=30.0)
+    # User messages waiting for the character's next reply, per room.
+    waiting_messages: int = 25
+    # Bytes queued for one socket beyond what its transport has taken; past it the
+    # client is disconnected and catches up with ``since`` when it comes back.
+    send_buffer_bytes: int = 2 * 1024 * 1024

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
 from tomchat.live import wire
+from tomchat.live.payloads import storable
 from tomchat.services import Services
 from tomchat.store.rooms import RoomInfo
 from tomchat.store.transcripts import TranscriptReader
@@ -49,11 +50,22 @@ class Room(msgspec.Struct):
     createdAt: str | None
     updatedAt: str | None
     members: int
+    private: bool = False
+
+
+class CreatedRoom(Room):
+    """A new room; a private one comes with its invite token, shown this once only."""
+
+    token: str | None = None
 
 
 class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ROOM_NAME_CHARS)]
     id: Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_PATTERN)] | None = None
+    private: bool = False
+
+    def __post_init__(self) -> None:
+        storable("name", self.name)
 
 
 class MessagePage(msgspec.Struct):
@@ -73,7 +85,7 @@ def services(state: State) -> Services:
     return found
 
 
-def _room(info: RoomInfo, members: int) -> Room:
+def _room(info: RoomInfo, members: int, *, private: bool = False) -> Room:
     return Room(
         id=info.id,
         name=info.name,
@@ -82,6 +94,7 @@ def _room(info: RoomInfo, members: int) -> Room:
         createdAt=wire.iso(info.created_at) if info.created_at else None,
         updatedAt=wire.iso(info.updated_at) if info.updated_at else None,
         members=members,
+        private=private,
     )
 
 
@@ -105,17 +118,27 @@ class RoomController(Controller):
     async def list_rooms(self, state: State) -> list[Room]:
         svc = services(state)
         counts = _members(svc)
-        return [_room(info, counts.get(info.id, 0)) for info in await svc.reader.rooms()]
+        rooms = await svc.reader.rooms()
+        # Private rooms are invite-only: they are not listed.
+        hidden = await svc.access.private_ids([info.id for info in rooms])
+        return [_room(info, counts.get(info.id, 0)) for info in rooms if info.id not in hidden]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_room(self, state: State, data: JSONBody[NewRoom]) -> Room:
+    async def create_room(self, state: State, data: JSONBody[NewRoom]) -> CreatedRoom:
         svc = services(state)
         room_id = data.id or _slug(data.name)
-        if not await svc.conversation.ensure_room(room_id, data.name):
+        token: str | None = None
+        if data.private:
+            token = await svc.access.create_private_room(svc.conversation, room_id, data.name)
+            created = token is not None
+        else:
+            created = await svc.conversation.ensure_room(room_id, data.name)
+        if not created:
             raise ClientException(f"room {room_id!r} exists already", status_code=409)
         info = await svc.reader.room(room_id)
         assert info is not None
-        return _room(info, _members(svc).get(room_id, 0))
+        room = _room(info, _members(svc).get(room_id, 0), private=data.private)
+        return CreatedRoom(**msgspec.structs.asdict(room), token=token)
 
     @get("/{room_id:str}")
     async def get_room(self, state: State, room_id: RoomIdParam) -> Room:
@@ -123,7 +146,9 @@ class RoomController(Controller):
         info = await svc.reader.room(room_id)
         if info is None:
             raise NotFoundException(f"no room {room_id!r}")
-        return _room(info, _members(svc).get(room_id, 0))
+        # The guard has already checked the token of a private room.
+        private = bool(await svc.access.private_ids([room_id]))
+        return _room(info, _members(svc).get(room_id, 0), private=private)
 
     @get("/{room_id:str}/messages")
     async def messages(

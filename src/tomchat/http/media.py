@@ -18,6 +18,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Stream
 from litestar.status_codes import HTTP_206_PARTIAL_CONTENT, HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
 
+from tomchat.http.guards import TOKEN_PARAMETERS, media_guard
 from tomchat.media import MediaNotFound, MediaStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -67,7 +68,13 @@ def media_router(store: MediaStore) -> Router:
             },
         )
 
-    return Router(path="/media", route_handlers=[media_file])
+    # A private room's files need its token, as its transcript does (tomchat.http.guards).
+    return Router(
+        path="/media",
+        route_handlers=[media_file],
+        guards=[media_guard],
+        parameters=TOKEN_PARAMETERS,
+    )
 
 
 class _Unsatisfiable(Exception):

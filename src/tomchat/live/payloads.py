@@ -13,8 +13,10 @@ Username = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_USERN
 Content = Annotated[str, msgspec.Meta(min_length=1)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_CLIENT_ID_CHARS)]
 MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Version = Annotated[int, msgspec.Meta(ge=0)]
-Token = Annotated[str, msgspec.Meta(max_length=256)]
+Version = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_VERSION)]
+# A negative ``since`` asks for the snapshot; the bounds keep it a number every database holds.
+Since = Annotated[int, msgspec.Meta(ge=-limits.MAX_VERSION, le=limits.MAX_VERSION)]
+Token = Annotated[str, msgspec.Meta(max_length=limits.MAX_TOKEN_CHARS)]
 
 
 class PayloadError(Exception):
@@ -24,6 +26,19 @@ class PayloadError(Exception):
         self.message = message
 
 
+def storable(name: str, value: str | None) -> None:
+    """Text that every database stores as given: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not UTF-8 at all). Raising ValueError makes msgspec report a bad field."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid Unicode text") from None
+
+
 class _Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     pass
 
@@ -31,12 +46,13 @@ class _Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 class JoinRoom(_Payload, frozen=True):
     roomId: RoomId
     username: Username
-    since: int | None = None
+    since: Since | None = None
     token: Token | None = None
 
     def __post_init__(self) -> None:
         if not self.username.isprintable() or not self.username.strip():
             raise ValueError("username must be 1-32 printable characters")
+        storable("token", self.token)
 
 
 class SendMessage(_Payload, frozen=True):
@@ -47,6 +63,8 @@ class SendMessage(_Payload, frozen=True):
     def __post_init__(self) -> None:
         if not self.content.strip():
             raise ValueError("content must not be blank")
+        storable("content", self.content)
+        storable("clientId", self.clientId)
 
 
 class SendVoiceMessage(_Payload, frozen=True):
@@ -55,10 +73,17 @@ class SendVoiceMessage(_Payload, frozen=True):
     mimeType: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     clientId: ClientId | None = None
 
+    def __post_init__(self) -> None:
+        storable("mimeType", self.mimeType)
+        storable("clientId", self.clientId)
+
 
 class StopGeneration(_Payload, frozen=True):
     roomId: RoomId
     messageId: MessageId
+
+    def __post_init__(self) -> None:
+        storable("messageId", self.messageId)
 
 
 class Resync(_Payload, frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -9,8 +10,10 @@ from typing import Any
 
 import socketio
 
+from tomchat.access import RoomAccess
 from tomchat.conversation import Conversation
 from tomchat.domain import limits
+from tomchat.domain.limits import LiveLimits
 from tomchat.live import wire
 from tomchat.live.payloads import (
     JoinRoom,
@@ -18,9 +21,11 @@ from tomchat.live.payloads import (
     PayloadError,
     Resync,
     SendMessage,
+    SendVoiceMessage,
     StopGeneration,
     parse,
 )
+from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.database import StoreUnavailable
 from tomchat.store.rooms import RoomReader
@@ -31,21 +36,38 @@ Ack = dict[str, Any]
 Handler = Callable[[str, Any], Awaitable[Ack]]
 
 
-def error(code: str, message: str) -> Ack:
-    return {"ok": False, "error": {"code": code, "message": message}}
+def error(code: str, message: str, **extra: Any) -> Ack:
+    return {"ok": False, "error": {"code": code, "message": message, **extra}}
 
 
-def answered(handler: Handler) -> Handler:
+# Errors of the disk under the database or the media folder: the server cannot take the
+# request now, and will again once an operator makes room.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def answered(handler: Handler) -> Callable[..., Awaitable[Ack]]:
     """Every failure becomes an ack with a code; nothing escapes to kill the connection."""
 
     @functools.wraps(handler)
-    async def wrapper(sid: str, data: Any = None) -> Ack:
+    async def wrapper(sid: str, *args: Any) -> Ack:
         try:
-            return await handler(sid, data)
+            if len(args) > 1:
+                # python-socketio spreads a client's extra arguments over the handler's
+                # parameters; one payload object is the whole protocol.
+                raise PayloadError("bad_request", f"expected one payload, got {len(args)}")
+            return await handler(sid, args[0] if args else None)
         except PayloadError as exc:
             return error(exc.code, exc.message)
+        except RateLimited as exc:
+            return error("rate_limited", str(exc), retryAfter=exc.retry_after)
         except StoreUnavailable as exc:
             return error("unavailable", f"{exc}; try again shortly")
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                log.error("%s: %s", handler.__name__, exc.strerror)
+                return error("unavailable", "the server's disk is full or read-only; try later")
+            log.exception("%s failed", handler.__name__)
+            return error("internal", "the server could not handle this request")
         except Exception:
             log.exception("%s failed", handler.__name__)
             return error("internal", "the server could not handle this request")
@@ -89,12 +111,21 @@ class LiveServer:
         conversation: Conversation,
         reader: RoomReader,
         voice_messages: VoiceMessages | None = None,
+        *,
+        access: RoomAccess | None = None,
+        live_limits: LiveLimits | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
         self.reader = reader
         self.voice_messages = voice_messages
+        self.access = access or RoomAccess(reader.db)
+        self.limits = live_limits or LiveLimits()
         self.presence = Presence()
+        self.events_limit = Limiter("requests", self.limits.events)
+        self.messages_limit = Limiter("messages", self.limits.messages)
+        self.voice_limit = Limiter("voice messages", self.limits.voice)
+        self.joins_limit = Limiter("joins", self.limits.joins)
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -104,25 +135,44 @@ class LiveServer:
             "leaveRoom": self.leave_room,
         }
         for name, handler in handlers.items():
-            sio.on(name, answered(handler))
+            sio.on(name, answered(self._counted(handler)))
         sio.on("disconnect", self.disconnect)
         sio.on("*", self.unknown)
 
+    def _counted(self, handler: Handler) -> Handler:
+        """Every packet takes a token from the connection's bucket before it is even parsed."""
+
+        async def counted(sid: str, data: Any) -> Ack:
+            self.events_limit.check([sid])
+            return await handler(sid, data)
+
+        counted.__name__ = handler.__name__
+        return counted
+
     async def join_room(self, sid: str, data: Any) -> Ack:
         p = parse(JoinRoom, data)
+        username = p.username.strip()
+        self.joins_limit.check([sid, username])
+        if not await self.access.allows(p.roomId, p.token):
+            raise PayloadError(
+                "forbidden", f"room {p.roomId!r} is private: join with its invite token"
+            )
         await self.conversation.ensure_room(p.roomId)
         # Enter the Socket.IO room before reading: every event committed after the read
         # below reaches this socket live, so nothing falls between snapshot and stream.
         await self.sio.enter_room(sid, p.roomId)
-        self.presence.join(sid, p.roomId, p.username.strip())
+        self.presence.join(sid, p.roomId, username)
         ack = await self._catch_up(p.roomId, p.since)
         await self._announce(p.roomId)
         return ack
 
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)
-        if self.presence.username(sid, p.roomId) is None:
+        username = self.presence.username(sid, p.roomId)
+        if username is None:
             raise PayloadError("forbidden", "join the room before asking to resync")
+        # A resync reads up to 10,000 events: it costs what a join costs.
+        self.joins_limit.check([sid, username])
         return await self._catch_up(p.roomId, p.since)
 
     async def _catch_up(self, room_id: str, since: int | None) -> Ack:
@@ -151,6 +201,8 @@ class LiveServer:
     async def send_message(self, sid: str, data: Any) -> Ack:
         p = parse(SendMessage, data)
         username = self._member(sid, p.roomId)
+        self.messages_limit.check([sid, username])
+        await self._room_has_space(p.roomId)
         recorded = await self.conversation.post_message(
             p.roomId, username, p.content, client_id=p.clientId
         )
@@ -160,6 +212,11 @@ class LiveServer:
     async def send_voice_message(self, sid: str, data: Any) -> Ack:
         if self.voice_messages is None:
             raise PayloadError("unavailable", "voice messages are turned off on this server")
+        p = parse(SendVoiceMessage, data)
+        username = self._member(sid, p.roomId)
+        # Limited before the audio is decoded, stored or sent to be transcribed.
+        self.voice_limit.check([sid, username])
+        await self._room_has_space(p.roomId)
         return await self.voice_messages.handle(lambda room_id: self._member(sid, room_id), data)
 
     async def stop_generation(self, sid: str, data: Any) -> Ack:
@@ -177,11 +234,26 @@ class LiveServer:
         return {"ok": True}
 
     async def disconnect(self, sid: str, *_: Any) -> None:
+        for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
+            limiter.forget(sid)
         for room_id in self.presence.drop(sid):
             await self._announce(room_id)
 
     async def unknown(self, event: str, sid: str, *_: Any) -> Ack:
-        return error("bad_request", f"unknown event {event[:64]!r}")
+        try:
+            self.events_limit.check([sid])
+        except RateLimited as exc:
+            return error("rate_limited", str(exc), retryAfter=exc.retry_after)
+        name = event[:64] if isinstance(event, str) else type(event).__name__
+        return error("bad_request", f"unknown event {name!r}")
+
+    async def _room_has_space(self, room_id: str) -> None:
+        """The room's queue of messages waiting for the character is bounded."""
+        # The log is the queue (user messages since the last reply started), and it is kept
+        # short by this very check, so reading it whole stays cheap.
+        waiting = len(await self.reader.unanswered(room_id))
+        if waiting >= self.limits.waiting_messages:
+            raise RateLimited(f"messages waiting for an answer in this room ({waiting})", 2.0)
 
     def _member(self, sid: str, room_id: str) -> str:
         username = self.presence.username(sid, room_id)

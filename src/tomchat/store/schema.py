@@ -90,7 +90,19 @@ def messages_table(name: str, meta: MetaData) -> Table:
         Column("last_version", Integer, nullable=False),
         Index(f"ix_{name}_room_version", "room_id", "first_version"),
         Index(f"ix_{name}_room_status", "room_id", "status"),
+        # Serving a file of a private room asks which room's messages play it.
+        Index(f"ix_{name}_audio_url", "audio_url"),
     )
 
 
 messages = messages_table("messages", metadata)
+
+# Private rooms (``tomchat.access``): the SHA-256 of the invite token, never the token.
+# Not a projection: the log holds nothing secret, and a rebuild leaves this table alone.
+room_access = Table(
+    "room_access",
+    metadata,
+    Column("room_id", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,68 @@
+"""The REST side of private rooms: every route with a ``room_id`` or a media ``name``.
+
+Guards run for every route of the app, so a route added later is covered without asking:
+anything under a ``room_id`` path parameter of a private room needs its token, in the
+``X-Room-Token`` header or the ``token`` query parameter. Without it the answer is the 404 a
+missing room gets, word for word, so private room ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotFoundException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Parameter
+
+from tomchat.access import TOKEN_HEADER, TOKEN_QUERY, RoomAccess
+from tomchat.domain import limits
+
+# Declared on the layers that carry rooms, so OpenAPI documents the token (and validates its
+# length) everywhere; the guards read it from the connection themselves.
+TOKEN_PARAMETERS: dict[str, Any] = {
+    "room_token_header": Parameter(
+        str | None,
+        header=TOKEN_HEADER,
+        required=False,
+        max_length=limits.MAX_TOKEN_CHARS,
+        description="a private room's invite token",
+    ),
+    "room_token_query": Parameter(
+        str | None,
+        query=TOKEN_QUERY,
+        required=False,
+        max_length=limits.MAX_TOKEN_CHARS,
+        description="a private room's invite token (where a header cannot be set)",
+    ),
+}
+
+
+def token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get(TOKEN_HEADER)
+    if header:
+        return header
+    query = connection.query_params.get(TOKEN_QUERY)
+    return query if isinstance(query, str) and query else None
+
+
+def _access(connection: ASGIConnection[Any, Any, Any, Any]) -> RoomAccess:
+    access = connection.app.state.services.access
+    assert isinstance(access, RoomAccess)
+    return access
+
+
+async def room_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    room_id = connection.path_params.get("room_id")
+    if not isinstance(room_id, str):
+        return
+    if not await _access(connection).allows(room_id, token_of(connection)):
+        raise NotFoundException(f"no room {room_id!r}")
+
+
+async def media_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    name = connection.path_params.get("name")
+    if not isinstance(name, str):
+        return
+    if not await _access(connection).allows_media(name, token_of(connection)):
+        raise NotFoundException(f"no media named {name!r}")

@@ -1,0 +1,127 @@
+"""A bounded send buffer per socket, so a slow or stalled client never costs the room.
+
+Engine.IO queues every packet for a socket in an unbounded ``asyncio.Queue``; one writer task
+per socket takes whatever is queued and writes it to the transport, waiting while the
+client's TCP window is shut. Emitting to a room only puts packets on these queues, so the
+room never waits for its slowest member, but a client that stops reading would make its
+queue grow for as long as the room talks.
+
+Here the queue counts the bytes it holds, and a packet that would take it past the limit
+disconnects the socket instead and drops what was queued for it. The client, once it reads
+again, sees the connection closed, reconnects and catches up with ``since`` from the log,
+which holds everything it missed. A packet put on an empty queue is always taken, so a large
+catch-up answer cannot disconnect the client that asked for it.
+
+What one socket can hold is then bounded: the queue's limit, the batch its writer took last
+(at most one queue's worth) and the transport's own buffers (uvicorn pauses its writer at
+64 KiB, then the kernel's socket buffers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import engineio
+import socketio
+
+log = logging.getLogger(__name__)
+
+
+def packet_size(pkt: Any) -> int:
+    data = getattr(pkt, "data", None)
+    if isinstance(data, str | bytes):
+        return len(data) + 1  # the one-byte packet type in front
+    return 1 if pkt is not None else 0
+
+
+class SendBuffer(asyncio.Queue[Any]):
+    """Engine.IO's per-socket packet queue, counting the bytes it holds.
+
+    ``asyncio.Queue.put`` and ``get`` end in ``put_nowait`` and ``get_nowait``, so counting
+    there sees every packet in and out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.high_water = 0  # the most it ever held, for tests and diagnostics
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        self.bytes += packet_size(item)
+        self.high_water = max(self.high_water, self.bytes)
+
+    def get_nowait(self) -> Any:
+        item = super().get_nowait()
+        self.bytes -= packet_size(item)
+        return item
+
+    def drop_all(self) -> int:
+        dropped = 0
+        while True:
+            try:
+                self.get_nowait()
+            except asyncio.QueueEmpty:
+                return dropped
+            self.task_done()  # keeps ``join()`` (a waiting close) from hanging
+            dropped += 1
+
+
+class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.send_buffer_bytes = send_buffer_bytes
+        self.overflows = 0
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
+        # Called with no arguments for each socket's packet queue (BaseSocket.__init__).
+        if args or kwargs:
+            return asyncio.Queue(*args, **kwargs)
+        return SendBuffer()
+
+    async def send_packet(self, sid: str, pkt: Any) -> None:
+        socket = self.sockets.get(sid)
+        buffer = getattr(socket, "queue", None)
+        if (
+            socket is not None
+            and isinstance(buffer, SendBuffer)
+            and buffer.bytes > 0
+            and buffer.bytes + packet_size(pkt) > self.send_buffer_bytes
+        ):
+            if not (socket.closing or socket.closed):
+                await self._overflow(socket, buffer)
+            return
+        await super().send_packet(sid, pkt)
+
+    async def _overflow(self, socket: Any, buffer: SendBuffer) -> None:
+        self.overflows += 1
+        dropped = buffer.drop_all()
+        log.warning(
+            "client %s is not reading: %d packets waiting, over %d bytes; disconnecting it",
+            socket.sid,
+            dropped,
+            self.send_buffer_bytes,
+        )
+        # abort: no CLOSE packet, it would only queue behind what the client is not
+        # reading. The None tells the socket's writer to finish once its transport moves.
+        await socket.close(wait=False, abort=True)
+        buffer.put_nowait(None)
+
+
+class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server over ``BoundedEngineIO``."""
+
+    def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
+        self._send_buffer_bytes = send_buffer_bytes
+        super().__init__(*args, **kwargs)
+
+    def _engineio_server_class(self) -> Any:
+        limit = self._send_buffer_bytes
+
+        class _Server(BoundedEngineIO):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, send_buffer_bytes=limit, **kwargs)
+
+        return _Server
