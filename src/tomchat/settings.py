@@ -26,10 +26,25 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0.5 <= value <= 600:
+        raise ConfigError(f"{name} must be between 0.5 and 600 seconds, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./data/tomchat.db"
     redis_url: str | None = None
+    redis_prefix: str = "tomchat"  # Redis keys and channels; deployments sharing a Redis differ
+    reply_lease_seconds: float = 10.0  # how soon a dead process's reply is taken over
     host: str = "127.0.0.1"
     port: int = 8000
     media_dir: Path = Path("./data/media")
@@ -63,6 +78,10 @@ class Settings:
         settings = cls(
             database_url=opt("TOMCHAT_DATABASE_URL") or cls.database_url,
             redis_url=opt("TOMCHAT_REDIS_URL"),
+            redis_prefix=opt("TOMCHAT_REDIS_PREFIX") or cls.redis_prefix,
+            reply_lease_seconds=_seconds(
+                env, "TOMCHAT_REPLY_LEASE_SECONDS", cls.reply_lease_seconds
+            ),
             host=opt("TOMCHAT_HOST") or cls.host,
             port=_int(env, "TOMCHAT_PORT", cls.port),
             media_dir=Path(opt("TOMCHAT_MEDIA_DIR") or cls.media_dir),

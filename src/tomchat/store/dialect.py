@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import ColumnElement, Interval, Table, event, func, literal, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tomchat.store.schema import streams
+from tomchat.store.schema import UTCDateTime, streams
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,33 @@ class Dialect:
         )
         return writer, reader
 
+    def upsert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """``INSERT`` with ``ON CONFLICT`` clauses: both backends spell them alike, from
+        different modules."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+
+    def clock(self, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
+        """Now (plus some seconds) as SQL: the clock reply leases are measured by.
+
+        PostgreSQL: the database server's clock, so processes on hosts whose clocks disagree
+        still agree on when a lease ends. SQLite is one file on one host: its processes share
+        the host's clock, which is this process's.
+        """
+        if self.is_sqlite:
+            at = datetime.now(UTC) + timedelta(seconds=plus_seconds)
+            return literal(at, UTCDateTime())
+        now: ColumnElement[Any] = func.clock_timestamp()
+        if plus_seconds:
+            now = now + literal(timedelta(seconds=plus_seconds), Interval())
+        return type_coerce(now, UTCDateTime())
+
     async def ensure_streams(
         self, conn: AsyncConnection, room_ids: Sequence[str], now: datetime
     ) -> None:
         rows = [
             {"room_id": r, "version": 0, "created_at": now, "updated_at": now} for r in room_ids
         ]
-        if self.is_sqlite:
-            await conn.execute(sqlite.insert(streams).on_conflict_do_nothing(), rows)
-        else:
-            await conn.execute(postgresql.insert(streams).on_conflict_do_nothing(), rows)
+        await conn.execute(self.upsert(streams).on_conflict_do_nothing(), rows)
 
     async def lock_heads(self, conn: AsyncConnection, room_ids: Sequence[str]) -> dict[str, int]:
         """Current versions of the rooms, locked until the transaction ends.

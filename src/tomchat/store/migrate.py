@@ -25,7 +25,9 @@ def upgrade(database_url: str) -> None:
     check_database_url(database_url)
     if (path := sqlite_path(database_url)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(database_url), "head")
+    # "heads": migrations written side by side (each revising the same parent) are independent
+    # branches; upgrading to every head applies them all without a merge revision.
+    command.upgrade(alembic_config(database_url), "heads")
 
 
 async def upgrade_async(database_url: str) -> None:

@@ -106,3 +106,17 @@ room_access = Table(
     Column("token_hash", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Who may write a room's reply now (``tomchat.store.leases``): one row per room that ever had a
+# reply loop. ``owner`` NULL means free; a held lease expires unless its owner renews it.
+reply_leases = Table(
+    "reply_leases",
+    metadata,
+    Column("room_id", String(64), primary_key=True),
+    Column("owner", String(200), nullable=True),
+    Column("node", String(100), nullable=True),  # boot id / pid namespace: see leases.py
+    Column("pid", Integer, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("stop_message_id", String(64), nullable=True),  # a stop asked of another process
+    Index("ix_reply_leases_expires_at", "expires_at"),
+)
