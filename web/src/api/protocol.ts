@@ -108,11 +108,11 @@ export interface SendAck {
 /** A room as the REST API lists it. `members` may be a count or a list of names. */
 export interface RoomSummary {
   id: string;
-  name: string;
-  character: string;
+  name: string | null;
+  character: string | null;
   version: number;
-  createdAt: string;
-  updatedAt: string;
+  createdAt: string | null;
+  updatedAt: string | null;
   members: number | string[];
 }
 

@@ -12,17 +12,19 @@ interface Props {
   onVoice: (bytes: ArrayBuffer, mimeType: string) => void;
   /** The reply being written, if any: shows the Stop button. */
   replyingId: string | null;
+  /** A stop was asked for and not answered yet. */
+  stopping: boolean;
   onStop: (messageId: string) => void;
 }
 
-export function Composer({ disabled, onSend, onVoice, replyingId, onStop }: Props) {
+export function Composer({ disabled, onSend, onVoice, replyingId, stopping, onStop }: Props) {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
 
   const submit = (e?: FormEvent) => {
     e?.preventDefault();
     const content = text.trim();
-    if (!content || content.length > MAX_CONTENT_CHARS) return;
+    if (disabled || !content || content.length > MAX_CONTENT_CHARS) return;
     onSend(content);
     setText("");
     input.current?.focus();
@@ -40,7 +42,13 @@ export function Composer({ disabled, onSend, onVoice, replyingId, onStop }: Prop
   return (
     <form className="composer" onSubmit={submit} data-testid="composer">
       {replyingId && (
-        <button type="button" className="stop" data-testid="stop-button" onClick={() => onStop(replyingId)}>
+        <button
+          type="button"
+          className="stop"
+          data-testid="stop-button"
+          disabled={stopping}
+          onClick={() => onStop(replyingId)}
+        >
           <Icon name="stop" size={12} /> Stop Tom
         </button>
       )}

@@ -74,9 +74,11 @@ function RoomList({ rooms }: { rooms: RoomSummary[] }) {
                 <span className={online > 0 ? "online" : "muted"} data-testid="room-members">
                   {online} online
                 </span>
-                <span className="muted" title={room.updatedAt}>
-                  active {timeAgo(room.updatedAt)}
-                </span>
+                {room.updatedAt && (
+                  <span className="muted" title={room.updatedAt}>
+                    active {timeAgo(room.updatedAt)}
+                  </span>
+                )}
               </span>
             </Link>
           </li>

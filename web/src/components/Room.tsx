@@ -85,6 +85,7 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
   const player = voicePlayer();
   const audio = useStore(player.subscribe, player.getState);
   const [stopError, setStopError] = useState<string | null>(null);
+  const [stopping, setStopping] = useState<string | null>(null);
 
   const loadOlder = useCallback(async () => {
     const before = sync.olderCursor();
@@ -99,10 +100,13 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
   const replying = [...view.messages].reverse().find((m) => m.status === "streaming") ?? null;
   const stop = async (messageId: string) => {
     setStopError(null);
+    setStopping(messageId);
     try {
       await connection.stopGeneration(messageId);
     } catch (e) {
       setStopError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setStopping(null);
     }
   };
 
@@ -157,7 +161,7 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
       )}
       {status.fatal && (
         <div className="banner error" data-testid="room-error">
-          {status.fatal}
+          Could not join this room: {status.fatal} <Link href="/">Back to the rooms</Link>
         </div>
       )}
 
@@ -194,10 +198,11 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
 
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
       <Composer
-        disabled={!view.joined}
+        disabled={!view.joined || status.fatal !== null}
         onSend={(text) => connection.sendMessage(text)}
         onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
         replyingId={replying?.id ?? null}
+        stopping={stopping !== null && stopping === replying?.id}
         onStop={stop}
       />
     </div>

@@ -112,7 +112,7 @@ export class RoomConnection {
     window.removeEventListener("offline", this.onOffline);
     window.removeEventListener("online", this.onOnline);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.socket.connected) this.socket.emit("leaveRoom", { roomId: this.roomId });
+    // No leaveRoom: the server drops a closed socket from the room and its presence.
     this.socket.disconnect();
     this.unsubscribeSync();
     this.sync.dispose();
