@@ -25,6 +25,7 @@ from tests.conftest import RunningServer, free_port, start_server
 from tests.fakes.fish import MP3_FRAME_MS, FakeFish, mp3_frame
 from tests.fakes.llm import FakeLLM, Hang, Reply, openai_chunk, openai_stream, sse
 from tomchat.domain.events import MessagePosted, ReplyAudio, ReplyCompleted
+from tomchat.domain.limits import LiveLimits, Rate
 from tomchat.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -408,7 +409,19 @@ async def test_voice_message_is_stored_transcribed_posted_and_answered(
     await bob.sio.disconnect()
 
 
-async def test_voice_messages_that_are_refused(server: RunningServer, fish: FakeFish) -> None:
+async def test_voice_messages_that_are_refused(
+    tmp_path: Path, llm: FakeLLM, fish: FakeFish
+) -> None:
+    # Many refusals in a row: lift the voice rate limit, which is not what is tested here.
+    generous = LiveLimits(voice=Rate(burst=100, per_second=100.0))
+    server, stop = await start_server(voice_settings(tmp_path, llm, fish, live_limits=generous))
+    try:
+        await refusals(server, fish)
+    finally:
+        await stop()
+
+
+async def refusals(server: RunningServer, fish: FakeFish) -> None:
     ann = await listener(server, "r-bad", "ann")
 
     async def send(audio: Any) -> dict[str, Any]:
