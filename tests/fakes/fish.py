@@ -89,6 +89,7 @@ class FakeFish:
         first_audio_delay: float = 0.0,
         frames_per_char: float = 0.25,
         frames_per_message: int = 6,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
         # Pretend synthesis takes this long before the first audio of a session.
@@ -111,7 +112,7 @@ class FakeFish:
         self._bg: BackgroundLoop | None = None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Future[None] | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def url(self) -> str:
@@ -120,7 +121,7 @@ class FakeFish:
     def __enter__(self) -> FakeFish:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self, log_level="warning", lifespan="off", ws="websockets-sansio", http="h11"

@@ -190,7 +190,7 @@ def joined(steps: Iterable[Step]) -> bytes:
 class FakeLLM:
     """Use as ``with FakeLLM() as fake:``; ``fake.url`` is its base URL."""
 
-    def __init__(self, *, authorization: str | None = None) -> None:
+    def __init__(self, *, authorization: str | None = None, port: int = 0) -> None:
         # When set, any other Authorization header gets the provider's 401 answer.
         self.authorization = authorization
         self.default: Reply | None = None
@@ -202,7 +202,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._bg: BackgroundLoop | None = None
         self._server: asyncio.Server | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def url(self) -> str:
@@ -214,7 +214,7 @@ class FakeLLM:
 
     def __enter__(self) -> FakeLLM:
         self._bg = BackgroundLoop("fake-llm")
-        self._server = self._bg.run(asyncio.start_server(self._connection, "127.0.0.1", 0))
+        self._server = self._bg.run(asyncio.start_server(self._connection, "127.0.0.1", self.port))
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
