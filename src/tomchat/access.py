@@ -17,16 +17,18 @@ import logging
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from tomchat.conversation import Conversation
 from tomchat.domain import limits
 from tomchat.media import MediaStore
 from tomchat.store.database import Database
 from tomchat.store.schema import messages, room_access
+
+if TYPE_CHECKING:
+    from tomchat.conversation import Conversation
 
 log = logging.getLogger(__name__)
 

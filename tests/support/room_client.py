@@ -33,6 +33,7 @@ class RoomClient:
     room_id: str
     username: str
     sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient())
+    token: str | None = None  # a private room's invite token
     version: int = -1  # -1: not joined yet
     lines: dict[str, Line] = field(default_factory=dict)
     applied: list[int] = field(default_factory=list)  # every version applied, in order
@@ -53,6 +54,8 @@ class RoomClient:
         payload: dict[str, Any] = {"roomId": self.room_id, "username": self.username}
         if since is not None:
             payload["since"] = since
+        if self.token is not None:
+            payload["token"] = self.token
         ack = await self.sio.call("joinRoom", payload, timeout=10)
         assert ack["ok"], ack
         self._apply_ack(ack)

@@ -1,0 +1,84 @@
+"""Helpers for the hardening suite: servers with chosen limits, raw clients, log counts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from sqlalchemy import func, select
+
+from tests.conftest import RunningServer, free_port, start_server
+from tomchat.domain.limits import LiveLimits, Rate
+from tomchat.settings import Settings
+from tomchat.store.schema import events
+
+# Limits no test reaches by accident: for suites about something else than rate limiting.
+GENEROUS = LiveLimits(
+    messages=Rate(10_000, 10_000),
+    voice=Rate(10_000, 10_000),
+    joins=Rate(10_000, 10_000),
+    events=Rate(100_000, 100_000),
+    waiting_messages=100_000,
+)
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """``await start(live_limits=..., **settings)``: a real server, stopped after the test."""
+    stops: list[Callable[[], Awaitable[None]]] = []
+
+    async def run(**overrides: Any) -> RunningServer:
+        index = len(stops)
+        settings = Settings.from_env(
+            {},
+            database_url=f"sqlite+aiosqlite:///{tmp_path / f'tomchat{index}.db'}",
+            port=free_port(),
+            media_dir=tmp_path / f"media{index}",
+            demo_delay_ms=5,
+        )
+        settings = replace(settings, **overrides)
+        running, stop = await start_server(settings)
+        stops.append(stop)
+        return running
+
+    yield run
+    for stop in reversed(stops):
+        await stop()
+
+
+async def connect(server: RunningServer) -> socketio.AsyncClient:
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, transports=["websocket"], wait_timeout=10)
+    return sio
+
+
+async def call(sio: socketio.AsyncClient, event: str, *args: Any) -> Any:
+    """An event with an ack; ``args`` go out as they are (several of them, or none)."""
+    data: Any = args[0] if len(args) == 1 else tuple(args) if args else None
+    return await sio.call(event, data, timeout=10)
+
+
+async def event_count(server: RunningServer) -> int:
+    async with server.services.db.reader.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
+
+
+async def log_of(server: RunningServer) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """Every logged event as (room, version, type, data), in log order."""
+    async with server.services.db.reader.connect() as conn:
+        rows = await conn.execute(select(events).order_by(events.c.position))
+        return [(r.room_id, r.version, r.type, json.loads(r.data)) for r in rows]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
