@@ -179,26 +179,42 @@ def test_lobby_creates_a_room_and_remembers_the_name(
 
 
 async def _post_messages(url: str, room_id: str, texts: list[str]) -> None:
-    """Fill a room quickly through the real Socket.IO API, as another client would."""
+    """Fill a room through the real Socket.IO API, as a crowd of other clients would.
+
+    The server limits each person to a burst of messages and each room to so many waiting
+    for Tom's answer, so the crowd is several people, and waits when it is told to.
+    """
     import socketio
 
-    client = socketio.AsyncClient()
-    await client.connect(url, transports=["websocket"], wait_timeout=10)
+    per_person = 8  # the server's burst of messages per person
+    crowd: list[socketio.AsyncClient] = []
     try:
-        ack = await client.call("joinRoom", {"roomId": room_id, "username": "seeder"}, timeout=10)
-        assert ack["ok"], ack
-        for text in texts:
-            ack = await client.call("sendMessage", {"roomId": room_id, "content": text}, timeout=10)
+        for n in range((len(texts) + per_person - 1) // per_person):
+            client = socketio.AsyncClient()
+            await client.connect(url, transports=["websocket"], wait_timeout=10)
+            crowd.append(client)
+            join = {"roomId": room_id, "username": f"seeder{n}"}
+            ack = await client.call("joinRoom", join, timeout=10)
+            assert ack["ok"], ack
+        for i, text in enumerate(texts):
+            message = {"roomId": room_id, "content": text, "clientId": f"seed-{i}"}
+            for _ in range(30):
+                ack = await crowd[i // per_person].call("sendMessage", message, timeout=10)
+                if ack["ok"] or ack["error"]["code"] != "rate_limited":
+                    break
+                await asyncio.sleep(float(ack["error"].get("retryAfter", 1.0)))
             assert ack["ok"], ack
     finally:
-        await client.disconnect()
+        for client in crowd:
+            await client.disconnect()
 
 
 def test_older_messages_load_when_scrolling_up(
     people: PeopleFactory, tomchat_server: ServerProcess
 ) -> None:
     room = new_room_id()
-    texts = [f"seed message {i:03d}" for i in range(70)]
+    # More than the join snapshot's page of 50, replies included.
+    texts = [f"seed message {i:03d}" for i in range(52)]
     # Its own thread: Playwright's sync API keeps an event loop running in this one.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _post_messages(tomchat_server.url, room, texts)).result()
@@ -206,7 +222,7 @@ def test_older_messages_load_when_scrolling_up(
     ann = people("ann")
     ann.open_room(room)
     expect(
-        ann.page.get_by_test_id("message-content").filter(has_text="seed message 069")
+        ann.page.get_by_test_id("message-content").filter(has_text="seed message 051")
     ).to_be_visible()
     # The join snapshot holds only the newest page; the oldest messages are not there yet.
     expect(ann.messages.filter(has_text="seed message 000")).to_have_count(0)
