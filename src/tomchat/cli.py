@@ -8,9 +8,12 @@ import logging
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tomchat.export import FORMATS
 from tomchat.settings import ConfigError, Settings
 
 
@@ -96,6 +99,150 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def _open_for_reading(settings: Settings) -> None:
+    """Reading commands never create a database: a missing SQLite file is a mistyped path."""
+    from tomchat.store.database import sqlite_path
+
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        raise CliError(f"no database at {path} (set TOMCHAT_DATABASE_URL)")
+    _migrate(settings)
+
+
+def _stamp(at: datetime | None) -> str:
+    return at.isoformat(sep=" ", timespec="seconds")[:19] if at else "-"
+
+
+def cmd_rooms(args: argparse.Namespace) -> None:
+    from tomchat.store.database import Database
+    from tomchat.store.rooms import RoomReader
+    from tomchat.store.transcripts import TranscriptReader
+
+    settings = Settings.from_env()
+    _open_for_reading(settings)
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            rooms = await RoomReader(db).rooms(limit=args.limit)
+            counts = await TranscriptReader(db).message_counts([r.id for r in rooms])
+        finally:
+            await db.dispose()
+        if not rooms:
+            print("no rooms yet")
+            return
+        table = [("ROOM", "NAME", "MESSAGES", "EVENTS", "LAST ACTIVITY (UTC)")]
+        table += [
+            (r.id, r.name or "", str(counts.get(r.id, 0)), str(r.version), _stamp(r.updated_at))
+            for r in rooms
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        for row in table:
+            cells = [
+                c.rjust(w) if i in (2, 3) else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            print("  ".join(cells).rstrip())
+
+    asyncio.run(run())
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from tomchat.export import formatter
+    from tomchat.store.database import Database
+    from tomchat.store.transcripts import Span, TranscriptReader, parse_bound
+    from tomchat.terminal import Progress
+
+    try:
+        span = Span(parse_bound("--from", args.start), parse_bound("--to", args.end))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    settings = Settings.from_env()
+    _open_for_reading(settings)
+    target = Path(args.output) if args.output else None
+    if target is not None and not target.parent.is_dir():
+        raise CliError(f"cannot write {target}: no folder {target.parent}")
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            reader = TranscriptReader(db)
+            summary = await reader.summary(args.room, span)
+            if summary is None:
+                raise CliError(f"no room {args.room!r}")
+            show = args.progress
+            if show is None:  # by default only where someone watches a long export
+                show = sys.stderr.isatty() and summary.count >= 2000
+            progress = Progress(summary.count, sys.stderr) if show else None
+            writer = formatter(args.format, summary, args.base_url)
+            # A file appears whole or not at all: written beside its name, then renamed.
+            partial = target.with_name(target.name + ".part") if target else None
+            out = partial.open("wb") if partial else sys.stdout.buffer
+            try:
+                out.write(writer.start().encode())
+                async for rows in reader.message_pages(summary):
+                    out.write(writer.page(rows).encode())
+                    if progress:
+                        progress.advance(len(rows))
+                out.write(writer.end().encode())
+            except BaseException:
+                if partial:
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                raise
+            if partial and target:
+                out.close()
+                partial.replace(target)
+            else:
+                out.flush()
+            if progress:
+                progress.close()
+            if target:
+                print(
+                    f"exported {summary.count:,} messages of {args.room} to {target}",
+                    file=sys.stderr,
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise CliError(f"cannot write the transcript: {exc.strerror or exc}") from None
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from tomchat.replay import KeepAlive, paced
+    from tomchat.store.database import Database
+    from tomchat.store.transcripts import TranscriptReader
+    from tomchat.terminal import ReplayPrinter
+
+    if not (0 < args.speed <= 1000):
+        raise CliError(f"--speed must be above 0 and at most 1000, not {args.speed:g}")
+    if not (0 <= args.max_pause <= 3600):
+        raise CliError(f"--max-pause must be 0 to 3600 seconds, not {args.max_pause:g}")
+    settings = Settings.from_env()
+    _open_for_reading(settings)
+    printer = ReplayPrinter(sys.stdout, color=sys.stdout.isatty())
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            reader = TranscriptReader(db)
+            head = await reader.head(args.room)
+            if not head:
+                raise CliError(f"no room {args.room!r}")
+            pages = reader.event_pages(args.room, args.after, upto=head)
+            async for item in paced(pages, args.speed, args.max_pause):
+                if not isinstance(item, KeepAlive):
+                    printer.show(item)
+        finally:
+            printer.finish()
+            await db.dispose()
+
+    asyncio.run(run())
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tomchat", description="Multiplayer AI character chat.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -113,6 +260,33 @@ def parser() -> argparse.ArgumentParser:
     rebuild = proj_sub.add_parser("rebuild", help="replay the log into fresh tables")
     rebuild.add_argument("--check", action="store_true", help="compare only, change nothing")
     rebuild.set_defaults(func=cmd_rebuild)
+
+    rooms = sub.add_parser("rooms", help="list the rooms, most recently active first")
+    rooms.add_argument("--limit", type=int, default=200, help="at most this many (200)")
+    rooms.set_defaults(func=cmd_rooms)
+
+    export = sub.add_parser("export", help="write a room's transcript to a file or stdout")
+    export.add_argument("room", help="the room id")
+    export.add_argument("--format", choices=FORMATS, default="markdown", help="(markdown)")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.add_argument("--from", dest="start", help="first version or ISO time (inclusive)")
+    export.add_argument("--to", dest="end", help="last version or ISO time (inclusive)")
+    export.add_argument(
+        "--base-url", help="server address for audio links, e.g. https://chat.example"
+    )
+    export.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr (default: for a large room, on a terminal)",
+    )
+    export.set_defaults(func=cmd_export)
+
+    replay = sub.add_parser("replay", help="play a room's conversation again in the terminal")
+    replay.add_argument("room", help="the room id")
+    replay.add_argument("--speed", type=float, default=1.0, help="1 = the original pace (1)")
+    replay.add_argument("--max-pause", type=float, default=2.0, help="longest wait, seconds (2)")
+    replay.add_argument("--after", type=int, default=0, help="start after this room version")
+    replay.set_defaults(func=cmd_replay)
     return top
 
 

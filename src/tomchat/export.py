@@ -185,8 +185,11 @@ class TextFormatter(Formatter):
                 notes.append(mark)
             if notes:
                 who += f" ({', '.join(notes)})"
-            text = row.content.replace("\r\n", "\n").replace("\n", "\n    ")
-            out.append(f"[{_stamp(row.created_at)} UTC] {who}: {text}".rstrip() + "\n")
+            first, *rest = row.content.replace("\r\n", "\n").split("\n")
+            out.append(f"[{_stamp(row.created_at)} UTC] {who}: {first}".rstrip() + "\n")
+            # Further lines are indented (blank ones stay blank), so only a new message
+            # starts a line with "[".
+            out.extend(f"    {line}\n" if line.strip() else "\n" for line in rest)
         return "".join(out)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, get
@@ -14,7 +13,7 @@ from litestar.response import Stream
 from tomchat.export import FILE_KINDS, Format, content_disposition, render
 from tomchat.http.api import RoomIdParam, services
 from tomchat.http.replay import replay
-from tomchat.store.transcripts import Bound, Span, TranscriptReader
+from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound
 
 BOUND_HELP = (
     "a room version (messages that began at or after / at or before it) or an ISO 8601 time "
@@ -22,20 +21,11 @@ BOUND_HELP = (
 )
 
 
-def parse_bound(name: str, raw: str | None) -> Bound | None:
-    """A ``from``/``to`` value: a whole number is a room version, anything else a time."""
-    if raw is None or raw == "":
-        return None
-    text = raw.strip()
-    if text.isdigit():
-        return Bound(version=int(text))
+def _bound(name: str, raw: str | None) -> Bound | None:
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationException(
-            f"{name} must be a room version (a whole number) or an ISO 8601 time, not {raw!r}"
-        ) from None
-    return Bound(at=at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
+        return parse_bound(name, raw)
+    except ValueError as exc:
+        raise ValidationException(str(exc)) from None
 
 
 @get(
@@ -57,7 +47,7 @@ async def transcript(
     from_: Annotated[str | None, Parameter(query="from", description=BOUND_HELP)] = None,
     to: Annotated[str | None, Parameter(description=BOUND_HELP)] = None,
 ) -> Stream:
-    span = Span(parse_bound("from", from_), parse_bound("to", to))
+    span = Span(_bound("from", from_), _bound("to", to))
     reader = TranscriptReader(services(state).db)
     summary = await reader.summary(room_id, span)
     if summary is None:

@@ -9,9 +9,9 @@ when it began: later messages are left out, and since projection rows are only e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,6 +38,23 @@ class Bound:
     def __post_init__(self) -> None:
         if (self.version is None) == (self.at is None):
             raise ValueError("a bound is either a version or a time")
+
+
+def parse_bound(name: str, raw: str | None) -> Bound | None:
+    """A ``from``/``to`` value as people write it: a whole number is a room version, anything
+    else an ISO 8601 time (UTC unless it says otherwise). ValueError names ``name``."""
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    if text.isdigit():
+        return Bound(version=int(text))
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a room version (a whole number) or an ISO 8601 time, not {raw!r}"
+        ) from None
+    return Bound(at=at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,18 @@ class TranscriptReader:
             if len(page) < page_size:
                 return
             cursor = page[-1].version
+
+    async def message_counts(self, room_ids: Sequence[str]) -> dict[str, int]:
+        """How many messages (user messages and replies) each of these rooms holds."""
+        if not room_ids:
+            return {}
+        query = (
+            select(messages.c.room_id, func.count())
+            .where(messages.c.room_id.in_(list(room_ids)))
+            .group_by(messages.c.room_id)
+        )
+        async with self.db.snapshot() as conn:
+            return {room: n for room, n in (await conn.execute(query)).tuples()}
 
     async def head(self, room_id: str) -> int | None:
         async with self.db.snapshot() as conn:
