@@ -24,6 +24,7 @@ from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
+from tomchat.live.presence import Presence, SharedPresence
 from tomchat.live.publisher import Publisher
 from tomchat.live.sendbuffer import BoundedAsyncServer
 from tomchat.live.server import LiveServer
@@ -53,7 +54,13 @@ def _internal(exc: Exception) -> ProblemDetailsException:
 
 
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    # Every emit goes through Redis to every process's sockets (the channel is per
+    # deployment, like all of tomchat's Redis names).
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
+        if settings.redis_url
+        else None
+    )
     return BoundedAsyncServer(
         async_mode="asgi",
         client_manager=manager,
@@ -65,6 +72,14 @@ def create_socketio(settings: Settings) -> socketio.AsyncServer:
     )
 
 
+def create_worker_app() -> Any:
+    """The app of one ``tomchat serve --workers N`` process (uvicorn imports it by name);
+    the command has migrated the database already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return create_app(Settings.from_env(), migrate=False)
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any:
     """The whole tomchat ASGI application for these settings."""
     settings = settings or Settings.from_env()
@@ -72,6 +87,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     sio = create_socketio(settings)
     media = services.media or MediaStore(settings.media_dir)
     voice_messages = VoiceMessages(services.conversation, media, services.transcriber)
+    cluster = services.cluster
+    assert cluster is not None
+    presence = (
+        SharedPresence(cluster.redis, cluster.prefix, cluster.identity)
+        if cluster.redis is not None
+        else Presence()
+    )
     services.live = LiveServer(
         sio,
         services.conversation,
@@ -79,6 +101,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         voice_messages,
         access=services.access,
         live_limits=settings.live_limits,
+        presence=presence,
     )
     install_log_redaction()  # invite tokens in query strings stay out of the access log
     publisher = Publisher(sio, services.reader)
@@ -90,9 +113,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         settings.media_dir.mkdir(parents=True, exist_ok=True)
         services.store.start()
         publisher.start()
+        await cluster.start()
+        assert services.live is not None
+        await presence.start(services.live.announce)
         recovered = await services.conversation.recover()
         if recovered:
-            log.warning("closed %d replies left streaming by a previous run", recovered)
+            log.warning("taking over %d rooms left mid-reply by stopped processes", recovered)
+        services.conversation.start()
 
     async def stop() -> None:
         await services.conversation.close()
@@ -103,6 +130,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         await services.store.close()
         await publisher.close()
         await services.model.aclose()
+        await presence.close()
+        await cluster.close()
         await services.db.dispose()
 
     api = Litestar(

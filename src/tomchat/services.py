@@ -10,12 +10,14 @@ from tomchat.ai.characters import load_character
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
 from tomchat.ai.providers import build_chat_model, build_speech, build_transcriber
+from tomchat.cluster import Cluster
 from tomchat.conversation import Conversation
 from tomchat.domain.character import Character
 from tomchat.media import MediaStore
 from tomchat.settings import Settings
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
+from tomchat.store.leases import ReplyLeases
 from tomchat.store.rooms import RoomReader
 from tomchat.voice import Voice
 
@@ -36,6 +38,7 @@ class Services:
     media: MediaStore | None = None
     voice: Voice | None = None  # speaks replies; None without TOMCHAT_TTS
     transcriber: Transcriber | None = None  # hears voice messages; None without TOMCHAT_ASR
+    cluster: Cluster | None = None  # this process among the others (Redis when scaled out)
     access: RoomAccess = field(init=False)  # private rooms' tokens
 
     def __post_init__(self) -> None:
@@ -55,7 +58,11 @@ class Services:
         if settings.llm == "demo":
             # People must be able to tell the canned demo from a real model at a glance.
             character = replace(character, greeting=character.greeting + DEMO_GREETING_SUFFIX)
-        conversation = Conversation(store, reader, model, character, voice)
+        cluster = Cluster.build(settings)
+        leases = ReplyLeases(db, cluster.identity, settings.reply_lease_seconds)
+        conversation = Conversation(
+            store, reader, model, character, voice, leases=leases, bus=cluster.bus
+        )
         return cls(
             settings,
             db,
@@ -67,4 +74,5 @@ class Services:
             media=media,
             voice=voice,
             transcriber=transcriber,
+            cluster=cluster,
         )

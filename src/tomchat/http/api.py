@@ -98,16 +98,19 @@ def _room(info: RoomInfo, members: int, *, private: bool = False) -> Room:
     )
 
 
-def _members(svc: Services) -> dict[str, int]:
-    return svc.live.presence.counts() if svc.live is not None else {}
+async def _members(svc: Services, room_ids: list[str]) -> dict[str, int]:
+    # Connections of every process when scaled out (live.presence.SharedPresence).
+    return await svc.live.presence.counts(room_ids) if svc.live is not None else {}
 
 
 @get("/api/health", tags=["health"])
 async def health(state: State) -> Health:
     svc = services(state)
     database = "ok" if await svc.db.ping() else "unavailable"
-    redis = "disabled" if not svc.settings.redis_url else "configured"
-    return Health(status="ok" if database == "ok" else "degraded", database=database, redis=redis)
+    reachable = await svc.cluster.ping() if svc.cluster is not None else None
+    redis = "disabled" if reachable is None else "ok" if reachable else "unavailable"
+    healthy = database == "ok" and redis != "unavailable"
+    return Health(status="ok" if healthy else "degraded", database=database, redis=redis)
 
 
 class RoomController(Controller):
@@ -117,11 +120,12 @@ class RoomController(Controller):
     @get("/")
     async def list_rooms(self, state: State) -> list[Room]:
         svc = services(state)
-        counts = _members(svc)
         rooms = await svc.reader.rooms()
         # Private rooms are invite-only: they are not listed.
         hidden = await svc.access.private_ids([info.id for info in rooms])
-        return [_room(info, counts.get(info.id, 0)) for info in rooms if info.id not in hidden]
+        listed = [info for info in rooms if info.id not in hidden]
+        counts = await _members(svc, [info.id for info in listed])
+        return [_room(info, counts.get(info.id, 0)) for info in listed]
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_room(self, state: State, data: JSONBody[NewRoom]) -> CreatedRoom:
@@ -137,7 +141,8 @@ class RoomController(Controller):
             raise ClientException(f"room {room_id!r} exists already", status_code=409)
         info = await svc.reader.room(room_id)
         assert info is not None
-        room = _room(info, _members(svc).get(room_id, 0), private=data.private)
+        members = (await _members(svc, [room_id])).get(room_id, 0)
+        room = _room(info, members, private=data.private)
         return CreatedRoom(**msgspec.structs.asdict(room), token=token)
 
     @get("/{room_id:str}")
@@ -148,7 +153,8 @@ class RoomController(Controller):
             raise NotFoundException(f"no room {room_id!r}")
         # The guard has already checked the token of a private room.
         private = bool(await svc.access.private_ids([room_id]))
-        return _room(info, _members(svc).get(room_id, 0), private=private)
+        members = (await _members(svc, [room_id])).get(room_id, 0)
+        return _room(info, members, private=private)
 
     @get("/{room_id:str}/messages")
     async def messages(

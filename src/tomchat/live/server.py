@@ -25,6 +25,7 @@ from tomchat.live.payloads import (
     StopGeneration,
     parse,
 )
+from tomchat.live.presence import Presence
 from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.database import StoreUnavailable
@@ -75,35 +76,6 @@ def answered(handler: Handler) -> Callable[..., Awaitable[Ack]]:
     return wrapper
 
 
-class Presence:
-    """Who is connected to which room, on this process."""
-
-    def __init__(self) -> None:
-        self._rooms: dict[str, dict[str, str]] = {}  # sid -> room -> username
-
-    def join(self, sid: str, room_id: str, username: str) -> None:
-        self._rooms.setdefault(sid, {})[room_id] = username
-
-    def leave(self, sid: str, room_id: str) -> bool:
-        return self._rooms.get(sid, {}).pop(room_id, None) is not None
-
-    def drop(self, sid: str) -> list[str]:
-        return list(self._rooms.pop(sid, {}))
-
-    def username(self, sid: str, room_id: str) -> str | None:
-        return self._rooms.get(sid, {}).get(room_id)
-
-    def members(self, room_id: str) -> list[str]:
-        return sorted({rooms[room_id] for rooms in self._rooms.values() if room_id in rooms})
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for rooms in self._rooms.values():
-            for room_id in rooms:
-                counts[room_id] = counts.get(room_id, 0) + 1
-        return counts
-
-
 class LiveServer:
     def __init__(
         self,
@@ -114,6 +86,7 @@ class LiveServer:
         *,
         access: RoomAccess | None = None,
         live_limits: LiveLimits | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
@@ -121,7 +94,7 @@ class LiveServer:
         self.voice_messages = voice_messages
         self.access = access or RoomAccess(reader.db)
         self.limits = live_limits or LiveLimits()
-        self.presence = Presence()
+        self.presence = presence or Presence()  # SharedPresence when scaled out
         self.events_limit = Limiter("requests", self.limits.events)
         self.messages_limit = Limiter("messages", self.limits.messages)
         self.voice_limit = Limiter("voice messages", self.limits.voice)
@@ -161,9 +134,9 @@ class LiveServer:
         # Enter the Socket.IO room before reading: every event committed after the read
         # below reaches this socket live, so nothing falls between snapshot and stream.
         await self.sio.enter_room(sid, p.roomId)
-        self.presence.join(sid, p.roomId, username)
+        await self.presence.join(sid, p.roomId, username)
         ack = await self._catch_up(p.roomId, p.since)
-        await self._announce(p.roomId)
+        await self.announce(p.roomId)
         return ack
 
     async def resync(self, sid: str, data: Any) -> Ack:
@@ -229,15 +202,15 @@ class LiveServer:
     async def leave_room(self, sid: str, data: Any) -> Ack:
         p = parse(LeaveRoom, data)
         await self.sio.leave_room(sid, p.roomId)
-        if self.presence.leave(sid, p.roomId):
-            await self._announce(p.roomId)
+        if await self.presence.leave(sid, p.roomId):
+            await self.announce(p.roomId)
         return {"ok": True}
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
             limiter.forget(sid)
-        for room_id in self.presence.drop(sid):
-            await self._announce(room_id)
+        for room_id in await self.presence.drop(sid):
+            await self.announce(room_id)
 
     async def unknown(self, event: str, sid: str, *_: Any) -> Ack:
         try:
@@ -261,9 +234,10 @@ class LiveServer:
             raise PayloadError("forbidden", f"join room {room_id!r} first")
         return username
 
-    async def _announce(self, room_id: str) -> None:
+    async def announce(self, room_id: str) -> None:
+        """Send the room its members (of every process, when scaled out)."""
         await self.sio.emit(
             "presence",
-            {"roomId": room_id, "members": self.presence.members(room_id)},
+            {"roomId": room_id, "members": await self.presence.members(room_id)},
             room=room_id,
         )

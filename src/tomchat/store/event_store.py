@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,7 +25,7 @@ from tomchat.domain.codec import decode_event, encode_data
 from tomchat.domain.events import Event, NewEvent, RecordedEvent, event_type
 from tomchat.store.database import Database, StoreUnavailable
 from tomchat.store.projection import project
-from tomchat.store.schema import events, streams
+from tomchat.store.schema import events, reply_leases, streams
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,21 @@ class IdempotencyConflict(AppendConflict):
     """Some, not all, of an append's event ids were already recorded."""
 
 
+class LeaseLost(AppendConflict):
+    """The append was made under a room's reply lease that has passed to another process."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"the reply lease of room {room_id!r} is held by another process")
+        self.room_id = room_id
+
+
 @dataclass(eq=False)
 class _Append:
     room_id: str
     events: Sequence[NewEvent]
     expected_version: int | None
     at: datetime
+    lease_owner: str | None  # written only while this owner holds the room's reply lease
     future: asyncio.Future[list[RecordedEvent]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -95,6 +104,7 @@ class EventStore:
         *,
         expected_version: int | None = None,
         recorded_at: datetime | None = None,
+        lease_owner: str | None = None,
     ) -> list[RecordedEvent]:
         """Append events to a room's stream; returns them as recorded, after commit.
 
@@ -104,6 +114,9 @@ class EventStore:
         ``recorded_at`` is for imports and tests only (replays paced by known gaps): it
         replaces the clock for these events. It must be timezone-aware, and the caller keeps
         a room's times in version order; the server itself never passes it.
+
+        ``lease_owner``: write only if this owner holds the room's reply lease (checked
+        under the room's write lock), else fail with ``LeaseLost`` (see ``store.leases``).
         """
         if recorded_at is not None and recorded_at.tzinfo is None:
             raise ValueError("recorded_at must be timezone-aware")
@@ -117,6 +130,7 @@ class EventStore:
             [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
             expected_version,
             recorded_at or datetime.now(UTC),
+            lease_owner,
         )
         self._queue.put_nowait(request)
         return await asyncio.shield(request.future)
@@ -176,6 +190,8 @@ class EventStore:
             if rooms:
                 await self.db.dialect.ensure_streams(conn, rooms, now)
                 heads = await self.db.dialect.lock_heads(conn, rooms)
+            guarded = _guarded_rooms(unknown)
+            owners = _owners(await conn.execute(_owners_query(guarded))) if guarded else {}
 
             rows: list[dict[str, Any]] = []
             row_events: list[Event] = []
@@ -194,6 +210,12 @@ class EventStore:
                     outcomes[id(request)] = IdempotencyConflict(
                         "some of these events were already recorded"
                     )
+                    continue
+                if (
+                    request.lease_owner is not None
+                    and owners.get(request.room_id) != request.lease_owner
+                ):
+                    outcomes[id(request)] = LeaseLost(request.room_id)
                     continue
                 head = heads[request.room_id]
                 if request.expected_version is not None and request.expected_version != head:
@@ -307,6 +329,22 @@ async def _recorded_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UU
         for row in result:
             found[row.event_id] = recorded_from_row(row)
     return found
+
+
+def _guarded_rooms(batch: list[_Append]) -> list[str]:
+    return sorted({r.room_id for r in batch if r.lease_owner is not None})
+
+
+def _owners_query(room_ids: list[str]) -> Select[tuple[str, str | None]]:
+    # Read after the rooms' write locks: a lease taken over has committed by then, and a
+    # takeover waits for this transaction, so the answer holds until we commit.
+    return select(reply_leases.c.room_id, reply_leases.c.owner).where(
+        reply_leases.c.room_id.in_(room_ids)
+    )
+
+
+def _owners(rows: Iterable[Any]) -> dict[str, str | None]:
+    return {row.room_id: row.owner for row in rows}
 
 
 def _as_store_error(exc: Exception) -> BaseException:

@@ -130,6 +130,18 @@ class RoomReader:
             row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
         return _message(row) if row is not None else None
 
+    async def streaming_replies_in(self, room_id: str) -> list[StreamingReply]:
+        """The room's replies still streaming, each with every chunk committed so far."""
+        async with self.db.snapshot() as conn:
+            rows = await _streaming_rows(conn, room_id)
+            return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
+
+    async def rooms_with_streaming_replies(self) -> list[str]:
+        """Every room with a reply still streaming (a full scan: for start-up only)."""
+        query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
+        async with self.db.snapshot() as conn:
+            return sorted(row.room_id for row in await conn.execute(query))
+
     async def streaming_replies(self) -> list[StreamingReply]:
         """Every reply left streaming, in any room, with its text so far (for recovery)."""
         async with self.db.snapshot() as conn:
