@@ -9,6 +9,9 @@ MAX_USERNAME_CHARS = 32
 MAX_ROOM_ID_CHARS = 64
 MAX_ROOM_NAME_CHARS = 100
 ROOM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Python's ``$`` also matches before a final newline, so "lobby\n" would pass the pattern
+# above; validators in Python use this one (ECMA regexes, as in OpenAPI, lack ``\Z``).
+ROOM_ID_STRICT = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_CLIENT_ID_CHARS = 128
 CATCH_UP_MAX_EVENTS = 10_000
 SNAPSHOT_PAGE = 50

@@ -66,6 +66,8 @@ class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         storable("name", self.name)
+        if self.id is not None and not re.match(limits.ROOM_ID_STRICT, self.id):
+            raise ValueError("id must be 1-64 of A-Z a-z 0-9 _ -")
 
 
 class MessagePage(msgspec.Struct):
@@ -161,7 +163,9 @@ class RoomController(Controller):
         self,
         state: State,
         room_id: RoomIdParam,
-        before: Annotated[int | None, Parameter(ge=1, description="a room version")] = None,
+        before: Annotated[
+            int | None, Parameter(ge=1, le=limits.MAX_VERSION, description="a room version")
+        ] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> MessagePage:
         svc = services(state)
@@ -176,7 +180,7 @@ class RoomController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         room_id: RoomIdParam,
-        after: Annotated[int, Parameter(ge=0)] = 0,
+        after: Annotated[int, Parameter(ge=0, le=limits.MAX_VERSION)] = 0,
         limit: Annotated[
             int | None,
             Parameter(ge=1, le=10_000, description="page size (JSON: 1000 if not given)"),

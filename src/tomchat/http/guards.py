@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Parameter
 
@@ -40,10 +40,11 @@ TOKEN_PARAMETERS: dict[str, Any] = {
 
 def token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     header = connection.headers.get(TOKEN_HEADER)
-    if header:
-        return header
     query = connection.query_params.get(TOKEN_QUERY)
-    return query if isinstance(query, str) and query else None
+    token = header or (query if isinstance(query, str) else None) or None
+    if token is not None and len(token) > limits.MAX_TOKEN_CHARS:
+        raise ValidationException(f"a room token is at most {limits.MAX_TOKEN_CHARS} characters")
+    return token
 
 
 def _access(connection: ASGIConnection[Any, Any, Any, Any]) -> RoomAccess:

@@ -20,6 +20,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from tomchat.domain.limits import MAX_VERSION
 from tomchat.http.api import RoomIdParam, services
 from tomchat.live import wire
 from tomchat.replay import KeepAlive, paced
@@ -48,8 +49,9 @@ def parse_last_event_id(raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
         return None
     text = raw.strip()
-    if not text.isdigit():
-        raise ValidationException(f"Last-Event-ID must be a room version, not {raw!r}")
+    # isascii: int() refuses some of what isdigit() takes ("²"); the bound keeps SQL happy.
+    if not (text.isascii() and text.isdigit()) or len(text) > 16 or int(text) > MAX_VERSION:
+        raise ValidationException(f"Last-Event-ID must be a room version, not {raw[:32]!r}")
     return int(text)
 
 
@@ -67,7 +69,9 @@ async def replay(
         float,
         Parameter(query="maxPause", ge=0, le=3600, description="longest wait, in seconds"),
     ] = 2.0,
-    after: Annotated[int, Parameter(ge=0, description="start after this room version")] = 0,
+    after: Annotated[
+        int, Parameter(ge=0, le=MAX_VERSION, description="start after this room version")
+    ] = 0,
     last_event_id: Annotated[
         str | None,
         Parameter(header="Last-Event-ID", description="resume after this version (wins)"),

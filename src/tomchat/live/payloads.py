@@ -8,7 +8,7 @@ import msgspec
 
 from tomchat.domain import limits
 
-RoomId = Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_PATTERN)]
+RoomId = Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_STRICT)]
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_USERNAME_CHARS)]
 Content = Annotated[str, msgspec.Meta(min_length=1)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_CLIENT_ID_CHARS)]

@@ -25,6 +25,7 @@ from typing import Any
 
 import engineio
 import socketio
+from socketio import packet as socketio_packet
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,53 @@ class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
         buffer.put_nowait(None)
 
 
+# Our protocol sends at most one binary attachment (a voice recording); a packet announcing
+# more would have the server collect frames for it without end.
+MAX_ATTACHMENTS = 4
+_NOT_AN_EVENT = {
+    "ok": False,
+    "error": {"code": "bad_request", "message": "not an event this server takes"},
+}
+
+
 class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio's server over ``BoundedEngineIO``."""
+    """python-socketio's server over ``BoundedEngineIO``, hardened against packets that are
+    valid Socket.IO but not our protocol, and against ones that are not valid at all.
+    """
 
     def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
         self._send_buffer_bytes = send_buffer_bytes
         super().__init__(*args, **kwargs)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            # Undecodable junk: dropped with one line, not a traceback per packet (python-
+            # engineio would log each one with its stack). The connection stays up.
+            log.info("dropped a malformed packet from %s: %s", eio_sid, type(exc).__name__)
+            self._binary_packet.pop(eio_sid, None)
+            return
+        pending = self._binary_packet.get(eio_sid)
+        if pending is not None and pending.attachment_count > MAX_ATTACHMENTS:
+            del self._binary_packet[eio_sid]
+            log.info("client %s announced %d attachments", eio_sid, pending.attachment_count)
+            await self.eio.disconnect(eio_sid)
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        # An event must be named, and not after the server's own lifecycle events: a client
+        # emitting "disconnect" would otherwise run the disconnect handler on its own socket
+        # (and "connect" would get no answer at all).
+        named = isinstance(data, list) and data and isinstance(data[0], str)
+        if named and data[0] not in self.reserved_events:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        namespace = namespace or "/"
+        if id is not None and self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            ack = self.packet_class(
+                socketio_packet.ACK, namespace=namespace, id=id, data=[_NOT_AN_EVENT]
+            )
+            await self._send_packet(eio_sid, ack)
 
     def _engineio_server_class(self) -> Any:
         limit = self._send_buffer_bytes

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from tomchat.domain.events import RecordedEvent
+from tomchat.domain.limits import MAX_VERSION
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.event_store import head_of, read_events
@@ -46,15 +47,18 @@ def parse_bound(name: str, raw: str | None) -> Bound | None:
     if raw is None or raw.strip() == "":
         return None
     text = raw.strip()
-    if text.isdigit():
+    # isdigit alone takes "²" and other digits int() refuses; huge numbers overflow SQL.
+    if text.isascii() and text.isdigit():
+        if len(text) > 16 or int(text) > MAX_VERSION:
+            raise ValueError(f"{name} is past any room version: {raw[:32]!r}")
         return Bound(version=int(text))
     try:
         at = datetime.fromisoformat(text)
-    except ValueError:
+        return Bound(at=at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past UTC
         raise ValueError(
-            f"{name} must be a room version (a whole number) or an ISO 8601 time, not {raw!r}"
+            f"{name} must be a room version (a whole number) or an ISO 8601 time, not {raw[:64]!r}"
         ) from None
-    return Bound(at=at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
