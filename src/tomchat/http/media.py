@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar import Request, Router, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.status_codes import HTTP_206_PARTIAL_CONTENT, HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
 
@@ -30,7 +31,7 @@ _GROWING = {"Cache-Control": "no-store"}
 
 def media_router(store: MediaStore) -> Router:
     @get("/{name:str}", summary="An audio file")
-    async def media_file(name: str, request: Request[Any, Any, Any]) -> Stream:
+    async def media_file(name: FromPath[str], request: Request[Any, Any, Any]) -> Stream:
         try:
             path = store.path(name)
         except MediaNotFound:
