@@ -322,3 +322,40 @@ def test_replay_shows_the_conversation_again(people: PeopleFactory, output_dir: 
     assert viewer.page.get_by_test_id("message-content").all_text_contents() == contents
     assert viewer.messages.evaluate_all("els => els.map(e => e.dataset.status)") == statuses
     viewer.page.screenshot(path=output_dir / "replay.png")
+
+
+def test_a_private_room_is_joined_by_its_invite_link(
+    people: PeopleFactory, tomchat_server: ServerProcess
+) -> None:
+    eve = people("eve")
+    page = eve.page
+    page.goto(tomchat_server.url + "/")
+    page.get_by_test_id("room-name-input").fill("Secret garden")
+    page.get_by_test_id("room-private").check()
+    page.get_by_role("button", name="Create room").click()
+    eve.expect_live()
+    expect(page).to_have_url(re.compile(r"/room/Secret-garden-[0-9a-f]+\?token=."))
+    expect(page.get_by_test_id("room-private")).to_be_visible()
+    invite = page.url
+    room_id = invite.split("/room/", 1)[1].split("?", 1)[0]
+
+    # Without the token the room cannot be joined, nor is it listed.
+    stranger = people("stranger")
+    stranger.page.goto(f"{tomchat_server.url}/room/{room_id}")
+    expect(stranger.page.get_by_test_id("room-error")).to_contain_text("private")
+    stranger.page.goto(tomchat_server.url + "/")
+    expect(
+        stranger.page.get_by_test_id("room-list").or_(stranger.page.get_by_text("No rooms yet"))
+    ).to_be_visible()
+    expect(stranger.page.locator(f"[data-room-id='{room_id}']")).to_have_count(0)
+
+    # With the invite link a friend joins and talks.
+    fay = people("fay")
+    fay.page.goto(tomchat_server.url + "/")
+    fay.page.get_by_test_id("room-link-input").fill(invite)
+    fay.page.get_by_role("button", name="Join").click()
+    fay.expect_live()
+    fay.send("Is anybody here?")
+    expect(eve.messages.filter(has_text="Is anybody here?")).to_have_count(1)
+    reply_id = eve.wait_reply_started()
+    assert fay.wait_reply_finished(reply_id) == eve.wait_reply_finished(reply_id)

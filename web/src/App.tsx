@@ -1,18 +1,18 @@
 import { LobbyPage } from "./components/Lobby";
 import { ReplayPage } from "./components/Replay";
 import { RoomPage } from "./components/Room";
-import { navigate, parseRoute, usePathname } from "./lib/router";
+import { navigate, useRoute } from "./lib/router";
 
 export function App() {
-  const route = parseRoute(usePathname());
+  const route = useRoute();
   switch (route.page) {
     case "lobby":
       return <LobbyPage />;
     case "room":
       // A new key per room: nothing of one room's state leaks into the next.
-      return <RoomPage key={route.roomId} roomId={route.roomId} />;
+      return <RoomPage key={route.roomId} roomId={route.roomId} token={route.token} />;
     case "replay":
-      return <ReplayPage key={route.roomId} roomId={route.roomId} />;
+      return <ReplayPage key={route.roomId} roomId={route.roomId} token={route.token} />;
     case "notFound":
       return (
         <main className="page narrow">

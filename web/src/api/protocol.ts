@@ -114,6 +114,8 @@ export interface RoomSummary {
   createdAt: string | null;
   updatedAt: string | null;
   members: number | string[];
+  /** Invite-only; private rooms are not listed, so this shows only on a room asked for by id. */
+  private?: boolean;
 }
 
 export interface MessagesPage {

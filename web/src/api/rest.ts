@@ -10,11 +10,13 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(path: string, init?: RequestInit): Promise<T> {
-  const response = await fetch(path, {
-    ...init,
-    headers: { Accept: "application/json", ...(init?.body ? { "Content-Type": "application/json" } : {}) },
-  });
+async function request<T>(path: string, init: RequestInit & { token?: string | null } = {}): Promise<T> {
+  const { token, ...rest } = init;
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (rest.body) headers["Content-Type"] = "application/json";
+  // A private room's invite token (the server answers 404 without it).
+  if (token) headers["X-Room-Token"] = token;
+  const response = await fetch(path, { ...rest, headers });
   if (!response.ok) {
     // Errors are RFC 9457 problem details; fall back to the status line.
     let detail = response.statusText;
@@ -29,21 +31,40 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
   return (await response.json()) as T;
 }
 
+const roomUrl = (roomId: string) => `/api/rooms/${encodeURIComponent(roomId)}`;
+
 export function listRooms(): Promise<RoomSummary[]> {
   return request<RoomSummary[] | { rooms: RoomSummary[] }>("/api/rooms").then((body) =>
     Array.isArray(body) ? body : body.rooms,
   );
 }
 
-export function createRoom(name: string): Promise<RoomSummary> {
-  return request<RoomSummary>("/api/rooms", { method: "POST", body: JSON.stringify({ name }) });
+/** A new room; a private one comes back with its invite token (shown this once only). */
+export function createRoom(
+  name: string,
+  isPrivate = false,
+): Promise<RoomSummary & { token?: string | null }> {
+  return request("/api/rooms", { method: "POST", body: JSON.stringify({ name, private: isPrivate }) });
 }
 
-export function olderMessages(roomId: string, before: number, limit = 50): Promise<MessagesPage> {
+export function getRoom(roomId: string, token?: string | null): Promise<RoomSummary> {
+  return request<RoomSummary>(roomUrl(roomId), { token });
+}
+
+export function olderMessages(
+  roomId: string,
+  before: number,
+  token?: string | null,
+  limit = 50,
+): Promise<MessagesPage> {
   const query = new URLSearchParams({ before: String(before), limit: String(limit) });
-  return request<MessagesPage>(`/api/rooms/${encodeURIComponent(roomId)}/messages?${query}`);
+  return request<MessagesPage>(`${roomUrl(roomId)}/messages?${query}`, { token });
 }
 
-export function getRoom(roomId: string): Promise<RoomSummary> {
-  return request<RoomSummary>(`/api/rooms/${encodeURIComponent(roomId)}`);
+/** An audio URL the <audio> element can fetch: it cannot send headers, so the token goes in the query. */
+export function mediaUrl(url: string, token?: string | null): string {
+  if (!token) return url;
+  const u = new URL(url, window.location.origin);
+  u.searchParams.set("token", token);
+  return u.origin === window.location.origin ? u.pathname + u.search : u.toString();
 }

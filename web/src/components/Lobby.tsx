@@ -1,7 +1,7 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import type { RoomSummary } from "../api/protocol";
 import { createRoom, listRooms } from "../api/rest";
-import { navigate, roomIdFromLink, roomPath } from "../lib/router";
+import { navigate, roomFromLink, roomPath } from "../lib/router";
 import { timeAgo } from "../lib/time";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
 import { Link } from "./Link";
@@ -109,6 +109,7 @@ function UsernameField() {
 
 function CreateRoom() {
   const [name, setName] = useState("");
+  const [invitesOnly, setInvitesOnly] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -119,8 +120,9 @@ function CreateRoom() {
     setBusy(true);
     setError(null);
     try {
-      const room = await createRoom(trimmed);
-      navigate(roomPath(room.id));
+      const room = await createRoom(trimmed, invitesOnly);
+      // The token is shown this once: it goes into the room's address, the invite link.
+      navigate(roomPath(room.id, room.token));
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
       setBusy(false);
@@ -137,6 +139,15 @@ function CreateRoom() {
         placeholder="Room name"
         onChange={(e) => setName(e.target.value)}
       />
+      <label className="check">
+        <input
+          type="checkbox"
+          data-testid="room-private"
+          checked={invitesOnly}
+          onChange={(e) => setInvitesOnly(e.target.checked)}
+        />
+        Private: only people with the link can join
+      </label>
       <button type="submit" className="primary" disabled={busy || !name.trim()}>
         {busy ? "Creating…" : "Create room"}
       </button>
@@ -150,12 +161,12 @@ function JoinByLink() {
   const [error, setError] = useState<string | null>(null);
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    const id = roomIdFromLink(link);
-    if (!id) {
+    const room = roomFromLink(link);
+    if (!room) {
       setError("That is not a room link or room id.");
       return;
     }
-    navigate(roomPath(id));
+    navigate(roomPath(room.roomId, room.token));
   };
   return (
     <form className="card" onSubmit={submit} data-testid="join-room">

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
 import type { RawEvent } from "../api/protocol";
-import { getRoom } from "../api/rest";
+import { getRoom, mediaUrl } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { roomPath } from "../lib/router";
 import { useStore } from "../lib/useStore";
@@ -30,7 +30,7 @@ function initialSpeed(): number {
  * log (Server-Sent Events, `GET /api/rooms/{id}/replay`) and the same sync module that
  * drives the live room builds the transcript from it.
  */
-export function ReplayPage({ roomId }: { roomId: string }) {
+export function ReplayPage({ roomId, token }: { roomId: string; token: string | null }) {
   const [speed, setSpeed] = useState(initialSpeed);
   const [run, setRun] = useState(0);
   const [state, setState] = useState<ReplayState>("playing");
@@ -49,6 +49,8 @@ export function ReplayPage({ roomId }: { roomId: string }) {
   useEffect(() => {
     setState("playing");
     const query = new URLSearchParams({ speed: String(speed), maxPause: "3" });
+    // EventSource cannot send headers: a private room's token goes in the query.
+    if (token) query.set("token", token);
     const source = new EventSource(`/api/rooms/${encodeURIComponent(roomId)}/replay?${query}`);
     const onEvent = (e: MessageEvent<string>) => {
       const raw = parseEvent(e.data);
@@ -69,25 +71,28 @@ export function ReplayPage({ roomId }: { roomId: string }) {
       setState(source.readyState === EventSource.CLOSED ? "error" : "reconnecting");
     };
     return () => source.close();
-  }, [roomId, speed, sync]);
+  }, [roomId, speed, sync, token]);
 
   const [name, setName] = useState(roomId);
   useEffect(() => {
-    getRoom(roomId).then(
+    getRoom(roomId, token).then(
       (room) => setName(room.name || roomId),
       () => {},
     );
-  }, [roomId]);
+  }, [roomId, token]);
   useEffect(() => {
     document.title = `${name} (replay) · tomchat`;
   }, [name]);
 
-  const onPlay = useCallback((m: ChatMessage) => m.audioUrl && player.toggle(m.id, m.audioUrl), [player]);
+  const onPlay = useCallback(
+    (m: ChatMessage) => m.audioUrl && player.toggle(m.id, mediaUrl(m.audioUrl, token)),
+    [player, token],
+  );
 
   return (
     <div className="room replay" data-testid="replay" data-state={state}>
       <header className="room-header">
-        <Link href={roomPath(roomId)} className="back" aria-label="Back to the room">
+        <Link href={roomPath(roomId, token)} className="back" aria-label="Back to the room">
           ←
         </Link>
         <div className="room-title">

@@ -1,8 +1,8 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
-import { getRoom, olderMessages } from "../api/rest";
+import { getRoom, mediaUrl, olderMessages } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { RoomConnection } from "../live/connection";
-import { roomPath } from "../lib/router";
+import { replayPath, roomPath } from "../lib/router";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
 import { useStore } from "../lib/useStore";
 import type { ChatMessage } from "../sync/events";
@@ -14,10 +14,16 @@ import { OutgoingItem } from "./MessageItem";
 import { Transcript } from "./Transcript";
 import { VoiceControls } from "./VoiceControls";
 
-export function RoomPage({ roomId }: { roomId: string }) {
+interface RoomProps {
+  roomId: string;
+  /** A private room's invite token, from the link. */
+  token: string | null;
+}
+
+export function RoomPage({ roomId, token }: RoomProps) {
   const [username, setUsername] = useState(() => cleanUsername(loadUsername()));
   if (!username) return <UsernameGate roomId={roomId} onDone={setUsername} />;
-  return <RoomSession key={username} roomId={roomId} username={username} />;
+  return <RoomSession key={`${username}\n${token}`} roomId={roomId} token={token} username={username} />;
 }
 
 /** Asked once per browser: the name is remembered for every room after. */
@@ -58,27 +64,33 @@ function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: strin
   );
 }
 
-function RoomSession({ roomId, username }: { roomId: string; username: string }) {
+function RoomSession({ roomId, token, username }: RoomProps & { username: string }) {
   const [connection, setConnection] = useState<RoomConnection | null>(null);
 
   // The connection lives exactly as long as this component is on screen.
   useEffect(() => {
-    const c = new RoomConnection(roomId, username);
+    const c = new RoomConnection(roomId, username, { token: token ?? undefined });
     const player = voicePlayer();
-    const stopAudio = c.sync.onAudio((id, url) => player.autoplay(id, url));
+    const stopAudio = c.sync.onAudio((id, url) => player.autoplay(id, mediaUrl(url, token)));
     c.start();
     setConnection(c);
     return () => {
       stopAudio();
       c.stop();
     };
-  }, [roomId, username]);
+  }, [roomId, token, username]);
 
   if (!connection) return null;
-  return <RoomScreen connection={connection} username={username} />;
+  return <RoomScreen connection={connection} token={token} username={username} />;
 }
 
-function RoomScreen({ connection, username }: { connection: RoomConnection; username: string }) {
+interface ScreenProps {
+  connection: RoomConnection;
+  token: string | null;
+  username: string;
+}
+
+function RoomScreen({ connection, token, username }: ScreenProps) {
   const { roomId, sync } = connection;
   const view = useStore(sync.subscribe, sync.getView);
   const status = useStore(connection.subscribe, connection.getStatus);
@@ -91,11 +103,14 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
     const before = sync.olderCursor();
     if (before === null) return;
     const epoch = sync.getView().epoch;
-    const page = await olderMessages(roomId, before);
+    const page = await olderMessages(roomId, before, token);
     sync.prependOlder(epoch, page.messages, page.nextBefore);
-  }, [roomId, sync]);
+  }, [roomId, sync, token]);
 
-  const onPlay = useCallback((m: ChatMessage) => m.audioUrl && player.toggle(m.id, m.audioUrl), [player]);
+  const onPlay = useCallback(
+    (m: ChatMessage) => m.audioUrl && player.toggle(m.id, mediaUrl(m.audioUrl, token)),
+    [player, token],
+  );
 
   const replying = [...view.messages].reverse().find((m) => m.status === "streaming") ?? null;
   const stop = async (messageId: string) => {
@@ -111,15 +126,15 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
   };
 
   // Joining creates the room, so its name can be asked for once we are in.
-  const [name, setName] = useState<string | null>(null);
+  const [room, setRoom] = useState<{ name: string; private: boolean } | null>(null);
   useEffect(() => {
-    if (!view.joined || name !== null) return;
-    getRoom(roomId).then(
-      (room) => setName(room.name || roomId),
-      () => setName(roomId),
+    if (!view.joined || room !== null) return;
+    getRoom(roomId, token).then(
+      (r) => setRoom({ name: r.name || roomId, private: Boolean(r.private) }),
+      () => setRoom({ name: roomId, private: false }),
     );
-  }, [view.joined, name, roomId]);
-  const title = name ?? roomId;
+  }, [view.joined, room, roomId, token]);
+  const title = room?.name ?? roomId;
   useEffect(() => {
     document.title = `${title} · tomchat`;
   }, [title]);
@@ -132,8 +147,13 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
         </Link>
         <div className="room-title">
           <h1 data-testid="room-name">{title}</h1>
-          <CopyLink roomId={roomId} />
-          <Link href={`${roomPath(roomId)}/replay`} className="small">
+          {room?.private && (
+            <span className="tag" data-testid="room-private" title="Only people with the link can join">
+              private
+            </span>
+          )}
+          <CopyLink roomId={roomId} token={token} />
+          <Link href={replayPath(roomId, token)} className="small">
             Replay
           </Link>
         </div>
@@ -209,10 +229,10 @@ function RoomScreen({ connection, username }: { connection: RoomConnection; user
   );
 }
 
-function CopyLink({ roomId }: { roomId: string }) {
+function CopyLink({ roomId, token }: RoomProps) {
   const [copied, setCopied] = useState(false);
   const copy = async () => {
-    const url = `${window.location.origin}${roomPath(roomId)}`;
+    const url = `${window.location.origin}${roomPath(roomId, token)}`;
     try {
       await navigator.clipboard.writeText(url);
       setCopied(true);
