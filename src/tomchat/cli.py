@@ -63,13 +63,41 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings.from_env(**overrides)
+    workers: int = args.workers
+    if workers < 1:
+        raise CliError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and not settings.redis_url:
+        raise CliError(
+            f"--workers {workers} needs TOMCHAT_REDIS_URL: the processes reach each "
+            "other's sockets through Redis"
+        )
     _migrate(settings)
     sock = _listen(settings.host, settings.port)
-    app = create_app(settings, migrate=False)
     host, port = sock.getsockname()[:2]
-    print(f"tomchat serving on http://{host}:{port} (database {_redacted(settings.database_url)})")
-    config = uvicorn.Config(app, lifespan="on", log_level="info", timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[sock])
+    processes = f"{workers} worker processes, " if workers > 1 else ""
+    print(
+        f"tomchat serving on http://{host}:{port} "
+        f"({processes}database {_redacted(settings.database_url)})"
+    )
+    if workers == 1:
+        app = create_app(settings, migrate=False)
+        config = uvicorn.Config(app, lifespan="on", log_level="info", timeout_graceful_shutdown=10)
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    # N processes accept on the one listening socket; each builds its own app from the
+    # environment (the command's --host/--port only chose that socket). uvicorn's
+    # supervisor restarts a worker that dies and passes SIGTERM on to every worker.
+    config = uvicorn.Config(
+        "tomchat.app:create_worker_app",
+        factory=True,
+        workers=workers,
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
@@ -250,6 +278,12 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="migrate the database and serve HTTP + Socket.IO")
     serve.add_argument("--host", help="address to listen on (TOMCHAT_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (TOMCHAT_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (more than 1 needs TOMCHAT_REDIS_URL)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)

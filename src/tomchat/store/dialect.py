@@ -9,9 +9,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Interval, Table, event, func, literal, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tomchat.store.schema import UTCDateTime, streams
+
+_MIGRATION_LOCK = 0x746F6D63  # "tomc": the advisory lock key of tomchat's migrations
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,14 @@ class Dialect:
             isolation_level="REPEATABLE READ",
         )
         return writer, reader
+
+    def lock_for_migrations(self, connection: Connection) -> None:
+        """Serialise ``tomchat db upgrade`` runs that start together (several servers at
+        once): PostgreSQL holds a transaction-level advisory lock until the migration
+        commits, so the next one finds the schema done. SQLite servers share one host and
+        one file; its writers are serialised by the file lock already."""
+        if not self.is_sqlite:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
 
     def upsert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """``INSERT`` with ``ON CONFLICT`` clauses: both backends spell them alike, from
