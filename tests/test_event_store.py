@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sys
 import uuid
 
 import pytest
@@ -18,7 +20,14 @@ from tomchat.domain.events import (
     RoomCreated,
 )
 from tomchat.domain.transcript import Transcript
-from tomchat.store.event_store import ConcurrencyError, EventStore, IdempotencyConflict
+from tomchat.store.database import Database
+from tomchat.store.event_store import (
+    ConcurrencyError,
+    EventStore,
+    IdempotencyConflict,
+    read_events,
+)
+from tomchat.store.migrate import upgrade_async
 from tomchat.store.rebuild import rebuild_projections
 from tomchat.store.rooms import RoomReader
 from tomchat.store.schema import events, messages
@@ -154,6 +163,61 @@ async def test_listeners_hear_commits_in_order(store: EventStore) -> None:
     async with store.db.reader.connect() as conn:
         stored = (await conn.execute(select(events.c.event_id))).all()
     assert len(stored) == 30
+
+
+async def test_two_processes_append_to_one_room(database_url: str) -> None:
+    """Many writers in two processes at once: the room's versions stay whole, none twice."""
+    await upgrade_async(database_url)
+    writers, appends = 6, 30
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.append_writer",
+            database_url,
+            "shared",
+            tag,
+            str(writers),
+            str(appends),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for tag in ("p1", "p2")
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert (await proc.stdout.readline()).strip() == b"ready"
+    for proc in procs:  # both start writing now
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+    outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()
+    reports = [json.loads(out) for out, _ in outputs]
+
+    db = Database(database_url)
+    try:
+        async with db.snapshot() as conn:
+            log = await read_events(conn, "shared")
+    finally:
+        await db.dispose()
+    per_writer = appends + len(range(0, appends, 3))
+    assert [e.version for e in log] == list(range(1, 2 * writers * per_writer + 1))
+    assert len({e.event_id for e in log}) == len(log)
+    stored = {e.event.message_id: e.version for e in log}  # type: ignore[union-attr]
+    assert len(stored) == len(log)
+    told: dict[str, list[int]] = {"p1": [], "p2": []}
+    for tag, report in zip(("p1", "p2"), reports, strict=True):
+        assert report["batches"] < writers * appends, "group commit batched the writers"
+        for got in report["writers"]:
+            versions = [version for _, version in got]
+            assert versions == sorted(versions), "each writer's appends keep their order"
+            assert all(stored[message_id] == version for message_id, version in got)
+            told[tag] += versions
+    # The two processes really wrote at the same time: their versions interleave.
+    assert min(told["p1"]) < max(told["p2"]) and min(told["p2"]) < max(told["p1"])
 
 
 async def _all_messages(store: EventStore) -> list[tuple[object, ...]]:
