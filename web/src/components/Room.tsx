@@ -203,7 +203,8 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
             />
           ))}
         />
-        <aside className="members" data-testid="members">
+        {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
+        <aside className={`members ${status.state === "live" ? "" : "stale"}`} data-testid="members">
           <h2>Online · {status.members.length}</h2>
           <ul>
             {status.members.map((name) => (
@@ -243,7 +244,7 @@ function CopyLink({ roomId, token }: RoomProps) {
   };
   return (
     <button type="button" className="link small" onClick={copy} data-testid="copy-link">
-      {copied ? "Link copied" : "Copy invite link"}
+      {copied ? "Link copied" : "Invite link"}
     </button>
   );
 }

@@ -9,10 +9,12 @@ export function VoiceControls({ player, state }: { player: VoicePlayer; state: P
       className={`toggle ${state.muted ? "" : "on"}`}
       data-testid="mute-toggle"
       aria-pressed={state.muted}
+      aria-label="Mute Tom's voice"
       title={state.muted ? "Tom's voice is muted" : "Tom's voice plays by itself"}
       onClick={() => player.setMuted(!state.muted)}
     >
-      <Icon name={state.muted ? "muted" : "speaker"} /> {state.muted ? "Muted" : "Voice on"}
+      <Icon name={state.muted ? "muted" : "speaker"} />
+      <span className="label"> {state.muted ? "Muted" : "Voice on"}</span>
     </button>
   );
 }
