@@ -17,15 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.codec import decode_event, encode_data
 from tomchat.domain.events import Event, NewEvent, RecordedEvent, event_type
+from tomchat.store import sqlite_writer
 from tomchat.store.database import Database, StoreUnavailable
-from tomchat.store.projection import project
+from tomchat.store.projection import project, project_sync
 from tomchat.store.schema import events, reply_leases, streams
+from tomchat.store.sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,81 @@ class _Append:
     events: Sequence[NewEvent]
     expected_version: int | None
     at: datetime
+    fresh: bool  # every event id was made by ``append`` itself: none can be recorded yet
     lease_owner: str | None  # written only while this owner holds the room's reply lease
     future: asyncio.Future[list[RecordedEvent]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+Outcomes = dict[int, list[RecordedEvent] | BaseException]
+
+
+@dataclass
+class _Plan:
+    """What a batch writes, decided from what the log already holds and the rooms' heads."""
+
+    outcomes: Outcomes
+    rows: list[tuple[_Append, NewEvent, int]]  # (request, event, version)
+    placed: list[_Append]
+    replays: list[_Append]  # the same append twice in one batch
+    heads: dict[str, int]  # new heads of the rooms written to
+
+
+def _place(
+    batch: list[_Append],
+    known: dict[UUID, RecordedEvent],
+    heads: dict[str, int],
+    owners: dict[str, str | None],
+) -> _Plan:
+    plan = _Plan({}, [], [], [], {})
+    seen: set[UUID] = set()
+    for request in batch:
+        ids = [e.event_id for e in request.events]
+        if not request.fresh:
+            if all(i in known for i in ids):
+                plan.outcomes[id(request)] = [known[i] for i in ids]
+                continue
+            if all(i in seen for i in ids):
+                plan.replays.append(request)
+                continue
+            if any(i in known or i in seen for i in ids):
+                plan.outcomes[id(request)] = IdempotencyConflict(
+                    "some of these events were already recorded"
+                )
+                continue
+        if request.lease_owner is not None and owners.get(request.room_id) != request.lease_owner:
+            plan.outcomes[id(request)] = LeaseLost(request.room_id)
+            continue
+        head = heads[request.room_id]
+        if request.expected_version is not None and request.expected_version != head:
+            plan.outcomes[id(request)] = ConcurrencyError(
+                request.room_id, request.expected_version, head
+            )
+            continue
+        for new in request.events:
+            head += 1
+            plan.rows.append((request, new, head))
+        heads[request.room_id] = plan.heads[request.room_id] = head
+        if not request.fresh:
+            seen.update(ids)
+        plan.placed.append(request)
+    return plan
+
+
+def _finish(plan: _Plan, fresh: list[RecordedEvent]) -> tuple[Outcomes, list[RecordedEvent]]:
+    """Hand each placed (or replayed) request its records."""
+    if not plan.replays:
+        i = 0
+        for request in plan.placed:
+            n = len(request.events)
+            plan.outcomes[id(request)] = fresh[i : i + n]
+            i += n
+        return plan.outcomes, fresh
+    by_id = {r.event_id: r for r in fresh}
+    for request in plan.placed + plan.replays:
+        plan.outcomes[id(request)] = [by_id[e.event_id] for e in request.events]
+    return plan.outcomes, fresh
 
 
 class EventStore:
@@ -74,6 +147,7 @@ class EventStore:
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._sqlite = SqliteWriter(db.url) if db.dialect.is_sqlite else None
         self.batches_written = 0  # seen by benchmarks and tests of batching
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -91,6 +165,8 @@ class EventStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -125,14 +201,19 @@ class EventStore:
         if not new_events:
             return []
         self.start()
+        fresh = not any(isinstance(e, NewEvent) for e in new_events)
         request = _Append(
             room_id,
-            [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
+            [NewEvent(e) for e in new_events]  # type: ignore[arg-type]
+            if fresh
+            else [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
             expected_version,
             recorded_at or datetime.now(UTC),
+            fresh,
             lease_owner,
         )
         self._queue.put_nowait(request)
+        # A cancelled caller cancels only its wait: the batch still resolves the others.
         return await asyncio.shield(request.future)
 
     async def _run(self) -> None:
@@ -151,7 +232,11 @@ class EventStore:
 
     async def _commit(self, batch: list[_Append]) -> None:
         try:
-            outcomes, fresh = await self._write(batch)
+            if self._sqlite is not None:
+                now = datetime.now(UTC)
+                outcomes, fresh = await self._sqlite.run(lambda c: _write_sqlite(c, batch, now))
+            else:
+                outcomes, fresh = await self._write(batch)
         except Exception as exc:
             if len(batch) == 1:
                 log.warning("append to room %s failed: %s", batch[0].room_id, exc)
@@ -177,97 +262,55 @@ class EventStore:
             else:
                 request.future.set_result(outcome)
 
-    async def _write(
-        self, batch: list[_Append]
-    ) -> tuple[dict[int, list[RecordedEvent] | BaseException], list[RecordedEvent]]:
-        outcomes: dict[int, list[RecordedEvent] | BaseException] = {}
+    async def _write(self, batch: list[_Append]) -> tuple[Outcomes, list[RecordedEvent]]:
+        """The batch through SQLAlchemy's async engine (PostgreSQL)."""
         now = datetime.now(UTC)
         async with self.db.writer.begin() as conn:
-            known = await _recorded_by_id(conn, [e.event_id for r in batch for e in r.events])
-            unknown = [r for r in batch if any(e.event_id not in known for e in r.events)]
-            rooms = sorted({r.room_id for r in unknown})
-            heads: dict[str, int] = {}
-            if rooms:
-                await self.db.dialect.ensure_streams(conn, rooms, now)
-                heads = await self.db.dialect.lock_heads(conn, rooms)
-            guarded = _guarded_rooms(unknown)
+            checked = [e.event_id for r in batch if not r.fresh for e in r.events]
+            known = await _recorded_by_id(conn, checked) if checked else {}
+            rooms = sorted({r.room_id for r in batch})
+            await self.db.dialect.ensure_streams(conn, rooms, now)
+            heads = await self.db.dialect.lock_heads(conn, rooms)
+            guarded = _guarded_rooms(batch)
             owners = _owners(await conn.execute(_owners_query(guarded))) if guarded else {}
-
-            rows: list[dict[str, Any]] = []
-            row_events: list[Event] = []
-            placed: list[_Append] = []
-            replays: list[_Append] = []  # the same append twice in one batch
-            seen: set[UUID] = set()
-            for request in batch:
-                ids = [e.event_id for e in request.events]
-                if all(i in known for i in ids):
-                    outcomes[id(request)] = [known[i] for i in ids]
-                    continue
-                if all(i in seen for i in ids):
-                    replays.append(request)
-                    continue
-                if any(i in known or i in seen for i in ids):
-                    outcomes[id(request)] = IdempotencyConflict(
-                        "some of these events were already recorded"
-                    )
-                    continue
-                if (
-                    request.lease_owner is not None
-                    and owners.get(request.room_id) != request.lease_owner
-                ):
-                    outcomes[id(request)] = LeaseLost(request.room_id)
-                    continue
-                head = heads[request.room_id]
-                if request.expected_version is not None and request.expected_version != head:
-                    outcomes[id(request)] = ConcurrencyError(
-                        request.room_id, request.expected_version, head
-                    )
-                    continue
-                for new in request.events:
-                    head += 1
-                    rows.append(
-                        {
-                            "room_id": request.room_id,
-                            "version": head,
-                            "event_id": new.event_id,
-                            "type": event_type(new.event),
-                            "data": encode_data(new.event).decode(),
-                            "recorded_at": request.at,
-                        }
-                    )
-                    row_events.append(new.event)
-                heads[request.room_id] = head
-                seen.update(ids)
-                placed.append(request)
-            if not rows:
-                return outcomes, []
-
+            plan = _place(batch, known, heads, owners)
+            if not plan.rows:
+                return plan.outcomes, []
+            rows = [
+                {
+                    "room_id": request.room_id,
+                    "version": version,
+                    "event_id": new.event_id,
+                    "type": event_type(new.event),
+                    "data": encode_data(new.event).decode(),
+                    "recorded_at": request.at,
+                }
+                for request, new, version in plan.rows
+            ]
             result = await conn.execute(
                 events.insert().returning(events.c.position, sort_by_parameter_order=True), rows
             )
             fresh = [
                 RecordedEvent(
                     position=position,
-                    room_id=row["room_id"],
-                    version=row["version"],
-                    event_id=row["event_id"],
-                    recorded_at=row["recorded_at"],
-                    event=event,
+                    room_id=request.room_id,
+                    version=version,
+                    event_id=new.event_id,
+                    recorded_at=request.at,
+                    event=new.event,
                 )
-                for row, event, position in zip(rows, row_events, result.scalars(), strict=True)
+                for (request, new, version), position in zip(
+                    plan.rows, result.scalars(), strict=True
+                )
             ]
             await project(conn, fresh)
-            touched = sorted({r.room_id for r in placed})
             await conn.execute(
                 update(streams)
                 .where(streams.c.room_id == bindparam("target_room"))
                 .values(version=bindparam("new_version"), updated_at=now),
-                [{"target_room": r, "new_version": heads[r]} for r in touched],
+                [{"target_room": r, "new_version": v} for r, v in sorted(plan.heads.items())],
             )
-        by_id = {r.event_id: r for r in fresh}
-        for request in placed + replays:
-            outcomes[id(request)] = [by_id[e.event_id] for e in request.events]
-        return outcomes, fresh
+        return _finish(plan, fresh)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -329,6 +372,52 @@ async def _recorded_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UU
         for row in result:
             found[row.event_id] = recorded_from_row(row)
     return found
+
+
+def _write_sqlite(
+    conn: Connection, batch: list[_Append], now: datetime
+) -> tuple[Outcomes, list[RecordedEvent]]:
+    """The batch in one SQLite transaction, on the writer thread (``sqlite_writer``)."""
+    checked = [e.event_id for r in batch if not r.fresh for e in r.events]
+    known: dict[UUID, RecordedEvent] = {}
+    if checked:
+        for row in sqlite_writer.rows_by_id(conn, checked):
+            known[row.event_id] = recorded_from_row(row)
+    rooms = sorted({r.room_id for r in batch})
+    heads = sqlite_writer.heads(conn, rooms, now)
+    guarded = _guarded_rooms(batch)
+    owners = _owners(conn.execute(_owners_query(guarded))) if guarded else {}
+    plan = _place(batch, known, heads, owners)
+    if not plan.rows:
+        return plan.outcomes, []
+    position = sqlite_writer.next_position(conn)
+    fresh: list[RecordedEvent] = []
+    rows: list[tuple[Any, ...]] = []
+    last: _Append | None = None
+    at_text = ""
+    for request, new, version in plan.rows:
+        if request is not last:
+            last, at_text = request, sqlite_writer.sqlite_time(request.at)
+        event = new.event
+        rows.append(
+            (
+                position,
+                request.room_id,
+                version,
+                new.event_id.hex,
+                event_type(event),
+                encode_data(event).decode(),
+                at_text,
+            )
+        )
+        fresh.append(
+            RecordedEvent(position, request.room_id, version, new.event_id, request.at, event)
+        )
+        position += 1
+    sqlite_writer.insert_events(conn, rows)
+    project_sync(conn, fresh)
+    sqlite_writer.set_heads(conn, plan.heads, now)
+    return _finish(plan, fresh)
 
 
 def _guarded_rooms(batch: list[_Append]) -> list[str]:

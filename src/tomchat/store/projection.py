@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.events import (
@@ -23,12 +23,19 @@ from tomchat.domain.events import (
 from tomchat.domain.transcript import POSTED, STREAMING
 from tomchat.store.schema import messages, streams
 
+Statement = tuple[Executable, Any]
 
-async def project(
-    conn: AsyncConnection, batch: Sequence[RecordedEvent], table: Table = messages
-) -> None:
+
+def projection_statements(
+    batch: Sequence[RecordedEvent], table: Table = messages
+) -> list[Statement]:
+    """The writes that apply ``batch`` to the projection, in the order they must run.
+
+    Chunks need none, so a batch of chunks costs the projection nothing.
+    """
+    out: list[Statement] = []
     inserts: list[dict[str, Any]] = []
-    changes: list[tuple[str, dict[str, Any]]] = []
+    changes: list[Statement] = []
     for recorded in batch:
         event, at, v = recorded.event, recorded.recorded_at, recorded.version
         match event:
@@ -46,7 +53,9 @@ async def project(
                 inserts.append(_row(recorded, event.message_id, event.character, True, ""))
             case ReplyAudio():
                 changes.append(
-                    (event.message_id, {"audio_url": event.audio_url, "last_version": v})
+                    _change(
+                        table, event.message_id, {"audio_url": event.audio_url, "last_version": v}
+                    )
                 )
             case ReplyCompleted():
                 values = {
@@ -55,22 +64,42 @@ async def project(
                     "completed_at": at,
                     "last_version": v,
                 }
-                changes.append((event.message_id, values))
+                changes.append(_change(table, event.message_id, values))
             case RoomCreated():
-                await conn.execute(
-                    update(streams)
-                    .where(streams.c.room_id == recorded.room_id)
-                    .values(name=event.name, character=event.character, created_at=at)
+                out.append(
+                    (
+                        update(streams)
+                        .where(streams.c.room_id == recorded.room_id)
+                        .values(name=event.name, character=event.character, created_at=at),
+                        None,
+                    )
                 )
     if inserts:
-        await conn.execute(table.insert(), inserts)
+        out.append((table.insert(), inserts))
     # Updates go after the inserts of the same batch, in log order, so a reply started and
     # finished within one batch ends up in its final state.
-    for message_id, values in changes:
-        await conn.execute(
-            update(table).where(table.c.id == bindparam("target_id")).values(**values),
-            {"target_id": message_id},
-        )
+    out += changes
+    return out
+
+
+def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:
+    return (
+        update(table).where(table.c.id == bindparam("target_id")).values(**values),
+        {"target_id": message_id},
+    )
+
+
+async def project(
+    conn: AsyncConnection, batch: Sequence[RecordedEvent], table: Table = messages
+) -> None:
+    for statement, params in projection_statements(batch, table):
+        await conn.execute(statement, params)
+
+
+def project_sync(conn: Connection, batch: Sequence[RecordedEvent], table: Table = messages) -> None:
+    """``project`` on a synchronous connection (the SQLite writer thread)."""
+    for statement, params in projection_statements(batch, table):
+        conn.execute(statement, params)
 
 
 def _row(
