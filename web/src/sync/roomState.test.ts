@@ -398,3 +398,37 @@ describe("older pages around a long reply", () => {
     expect(sync.olderCursor()).toBeNull();
   });
 });
+
+describe("an answer that stops short", () => {
+  it("asks for the rest when a catch-up does not reach the version it announced", () => {
+    const { sync, requestResync } = setup();
+    sync.beginJoin();
+    sync.applyAck(snapshot(2, [userMessage("a", 2)]));
+    sync.beginJoin();
+    sync.applyAck(
+      catchUp(5, [
+        {
+          version: 3,
+          type: "message.posted",
+          recordedAt: T,
+          data: { message_id: "b", username: "bo", content: "x" },
+        },
+      ]),
+    );
+    expect(sync.getView().version).toBe(3);
+    vi.advanceTimersByTime(1000);
+    expect(requestResync).toHaveBeenCalledExactlyOnceWith(3);
+  });
+
+  it("trusts a reset snapshot that moves the version back", () => {
+    const { sync, requestResync } = setup();
+    sync.beginJoin();
+    sync.applyAck(snapshot(50, [userMessage("a", 50)]));
+    sync.beginJoin();
+    sync.applyAck(snapshot(4, [userMessage("z", 4)], { reset: true }));
+    sync.receive(posted(5, "y"));
+    expect(ids(sync)).toEqual(["z", "y"]);
+    vi.advanceTimersByTime(5000);
+    expect(requestResync).not.toHaveBeenCalled();
+  });
+});

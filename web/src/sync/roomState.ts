@@ -57,6 +57,8 @@ export class RoomSync {
   /** Events ahead of `view.version`, by version. */
   private readonly pending = new Map<number, RoomEvent>();
   private holeTimer: unknown = null;
+  /** The newest version known to exist: from an ack or any event seen, applied or not. */
+  private head = 0;
   /** The `before` cursor of the next older page (REST `messages?before=`). */
   private cursor: number | null = null;
   private readonly listeners = new Set<() => void>();
@@ -116,6 +118,9 @@ export class RoomSync {
    */
   applyAck(ack: JoinAck): void {
     const announce: Array<[string, string]> = [];
+    // A snapshot may also move back (the server started the room's log over): trust it.
+    this.head = isCatchUp(ack) ? Math.max(this.head, ack.version) : ack.version;
+    for (const v of this.pending.keys()) this.head = Math.max(this.head, v);
     if (isCatchUp(ack)) {
       for (const raw of ack.events) {
         if (raw.version > this.view.version && !this.pending.has(raw.version)) {
@@ -153,6 +158,7 @@ export class RoomSync {
   receive(event: RoomEvent): void {
     if (event.version <= this.view.version || this.pending.has(event.version)) return;
     this.pending.set(event.version, event);
+    this.head = Math.max(this.head, event.version);
     if (this.phase !== "live") return;
     const announce: Array<[string, string]> = [];
     if (this.drain(announce)) this.emit();
@@ -266,11 +272,16 @@ export class RoomSync {
     return changed;
   }
 
+  /** Behind a version known to exist (held-back events, or an ack's head we did not reach). */
+  private get behind(): boolean {
+    return this.head > this.view.version;
+  }
+
   private checkHole(): void {
-    if (this.phase !== "live" || this.pending.size === 0 || this.holeTimer !== null) return;
+    if (this.phase !== "live" || !this.behind || this.holeTimer !== null) return;
     this.holeTimer = this.timers.set(() => {
       this.holeTimer = null;
-      if (this.phase !== "live" || this.pending.size === 0) return;
+      if (this.phase !== "live" || !this.behind) return;
       this.phase = "awaiting";
       this.requestResync(this.view.version);
     }, this.holdBackMs);
