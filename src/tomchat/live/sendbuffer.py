@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import engineio
+import engineio.packet
 import socketio
 from socketio import packet as socketio_packet
 
@@ -70,11 +72,39 @@ class SendBuffer(asyncio.Queue[Any]):
             dropped += 1
 
 
+def _decodable(frame: Any) -> bool:
+    try:
+        decoded = engineio.packet.Packet(encoded_packet=frame)
+    except (ValueError, TypeError, IndexError):
+        return False
+    return bool(0 <= decoded.packet_type < len(engineio.packet.packet_names))
+
+
+def _tolerant(websocket_class: Any) -> Any:
+    """The driver's websocket, dropping frames Engine.IO cannot decode.
+
+    python-engineio decodes each frame outside its error handling, so one empty frame or
+    one starting with a letter ends the whole ASGI connection with a traceback.
+    """
+
+    class TolerantWebSocket(websocket_class):  # type: ignore[misc]
+        async def wait(self) -> Any:
+            while True:
+                frame = await super().wait()
+                if _decodable(frame):
+                    return frame
+                log.info("dropped a frame that is not Engine.IO")
+
+    return TolerantWebSocket
+
+
 class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.send_buffer_bytes = send_buffer_bytes
         self.overflows = 0
+        # A copy: the driver table is module-level, shared by every server in the process.
+        self._async = {**self._async, "websocket": _tolerant(self._async["websocket"])}  # type: ignore[has-type]
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
         # Called with no arguments for each socket's packet queue (BaseSocket.__init__).
@@ -120,6 +150,13 @@ _NOT_AN_EVENT = {
 }
 
 
+@dataclass(slots=True)
+class _Skipping:
+    remaining: int
+    namespace: str
+    id: Any
+
+
 class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server over ``BoundedEngineIO``, hardened against packets that are
     valid Socket.IO but not our protocol, and against ones that are not valid at all.
@@ -127,9 +164,14 @@ class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
         self._send_buffer_bytes = send_buffer_bytes
+        self._skipping: dict[str, _Skipping] = {}
         super().__init__(*args, **kwargs)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        skipping = self._skipping.get(eio_sid)
+        if skipping is not None and isinstance(data, bytes):
+            await self._skip_attachment(eio_sid, skipping)
+            return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except Exception as exc:
@@ -140,9 +182,36 @@ class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         pending = self._binary_packet.get(eio_sid)
         if pending is not None and pending.attachment_count > MAX_ATTACHMENTS:
+            # Too many to hold: let them pass uncounted, then refuse the packet.
             del self._binary_packet[eio_sid]
-            log.info("client %s announced %d attachments", eio_sid, pending.attachment_count)
-            await self.eio.disconnect(eio_sid)
+            self._skipping[eio_sid] = _Skipping(
+                pending.attachment_count - len(pending.attachments),
+                pending.namespace or "/",
+                pending.id,
+            )
+
+    async def _skip_attachment(self, eio_sid: str, skipping: _Skipping) -> None:
+        skipping.remaining -= 1
+        if skipping.remaining > 0:
+            return
+        del self._skipping[eio_sid]
+        refusal = {
+            "ok": False,
+            "error": {
+                "code": "too_large",
+                "message": f"at most {MAX_ATTACHMENTS} binary attachments in one event",
+            },
+        }
+        await self._refuse(eio_sid, skipping.namespace, skipping.id, refusal)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self._skipping.pop(eio_sid, None)
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _refuse(self, eio_sid: str, namespace: str, id: Any, answer: Any) -> None:
+        if id is not None and self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            ack = self.packet_class(socketio_packet.ACK, namespace=namespace, id=id, data=[answer])
+            await self._send_packet(eio_sid, ack)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         # An event must be named, and not after the server's own lifecycle events: a client
@@ -152,12 +221,7 @@ class BoundedAsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if named and data[0] not in self.reserved_events:
             await super()._handle_event(eio_sid, namespace, id, data)
             return
-        namespace = namespace or "/"
-        if id is not None and self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
-            ack = self.packet_class(
-                socketio_packet.ACK, namespace=namespace, id=id, data=[_NOT_AN_EVENT]
-            )
-            await self._send_packet(eio_sid, ack)
+        await self._refuse(eio_sid, namespace or "/", id, _NOT_AN_EVENT)
 
     def _engineio_server_class(self) -> Any:
         limit = self._send_buffer_bytes
