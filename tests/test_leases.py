@@ -10,7 +10,9 @@ from dataclasses import replace
 import pytest
 
 from tomchat.cluster import ProcessIdentity
+from tomchat.domain.events import MessagePosted, NewEvent, ReplyStarted
 from tomchat.store.database import Database
+from tomchat.store.event_store import EventStore, LeaseLost
 from tomchat.store.leases import ReplyLeases
 from tomchat.store.migrate import upgrade_async
 
@@ -100,3 +102,27 @@ async def test_stop_requests_reach_the_holder_on_renewal(db: Database) -> None:
     await a.release("r")
     assert await a.acquire("r")
     assert await a.renew(["r"]) == {"r": None}, "a new hold starts without old requests"
+
+
+async def test_appends_under_a_lost_lease_are_refused(store: EventStore) -> None:
+    a, b = leases(store.db, "a", seconds=0.5), leases(store.db, "b", seconds=0.5)
+    said = NewEvent(MessagePosted(message_id="m1", username="ann", content="hi"))
+    assert await a.acquire("r")
+    [first] = await store.append("r", [said], lease_owner=a.owner)
+    with pytest.raises(LeaseLost):
+        await store.append(
+            "r", [ReplyStarted(message_id="x", character="Tom")], lease_owner=b.owner
+        )
+    await asyncio.sleep(0.7)
+    assert await b.acquire("r"), "expired: b takes the room"
+    late = store.append(
+        "r", [ReplyStarted(message_id="late", character="Tom")], lease_owner=a.owner
+    )
+    mine = store.append("r", [ReplyStarted(message_id="b1", character="Tom")], lease_owner=b.owner)
+    anyone = store.append("r", [MessagePosted(message_id="m2", username="bob", content="yo")])
+    results = await asyncio.gather(late, mine, anyone, return_exceptions=True)
+    assert isinstance(results[0], LeaseLost), "the old owner's append, refused"
+    assert not isinstance(results[1], BaseException) and not isinstance(results[2], BaseException)
+    assert await store.append("r", [said], lease_owner=a.owner) == [first], "a replay is no write"
+    written = [e.event for e in await store.read_stream("r")]
+    assert [getattr(e, "message_id", None) for e in written] == ["m1", "b1", "m2"]
