@@ -359,3 +359,17 @@ def test_a_private_room_is_joined_by_its_invite_link(
     expect(eve.messages.filter(has_text="Is anybody here?")).to_have_count(1)
     reply_id = eve.wait_reply_started()
     assert fay.wait_reply_finished(reply_id) == eve.wait_reply_finished(reply_id)
+
+
+def test_messages_past_the_rate_limit_wait_and_go_through(people: PeopleFactory) -> None:
+    room = new_room_id()
+    ann = people("ann")
+    ann.open_room(room)
+    box = ann.page.get_by_test_id("message-input")
+    texts = [f"quick note {i}" for i in range(11)]  # the server lets 8 through at once
+    for text in texts:
+        box.fill(text)
+        box.press("Enter")
+    for text in texts:
+        expect(ann.messages.filter(has_text=text)).to_have_count(1, timeout=20_000)
+    expect(ann.page.get_by_test_id("outgoing")).to_have_count(0)

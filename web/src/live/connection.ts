@@ -18,6 +18,8 @@ export interface OutgoingMessage {
   content: string;
   state: "sending" | "failed";
   error: string | null;
+  /** The failure's code: `offline` and `timeout` are sent again by themselves on rejoin. */
+  errorCode?: string;
   /** Set once the server accepted it; the entry goes when the transcript shows that id. */
   messageId: string | null;
   /** Kept for a retry of a voice message. */
@@ -38,14 +40,23 @@ const JOIN_RETRY_MS = 1_500;
 /** Error codes that a retry cannot fix. */
 const FATAL_JOIN_CODES = new Set(["bad_request", "forbidden", "not_found"]);
 
+/** Codes after which the same request (same clientId) is simply sent again later. */
+const RESEND_CODES = new Set(["offline", "timeout"]);
+/** How often a rate-limited message waits and tries again before it is shown as failed. */
+const RATE_LIMIT_TRIES = 5;
+
 export class AckFailure extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** For `rate_limited`: how long the server asks us to wait. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
   }
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newClientId(): string {
   return typeof crypto.randomUUID === "function"
@@ -160,9 +171,10 @@ export class RoomConnection {
         return;
       }
       // Transient (timeout, unavailable, rate limited): try again while connected.
+      const wait = error instanceof AckFailure && error.retryAfterMs ? error.retryAfterMs : JOIN_RETRY_MS;
       this.retryTimer = setTimeout(() => {
         if (this.socket.connected && attempt === this.joinAttempt) void this.join();
-      }, JOIN_RETRY_MS);
+      }, wait);
     }
   }
 
@@ -242,37 +254,47 @@ export class RoomConnection {
   }
 
   private async deliver(item: OutgoingMessage): Promise<void> {
-    this.updateOutbox(item.clientId, { state: "sending", error: null });
-    try {
-      const ack =
-        item.kind === "voice" && item.audio
-          ? await this.call<SendAck>(
-              "sendVoiceMessage",
-              {
-                roomId: this.roomId,
-                audio: item.audio.bytes,
-                mimeType: item.audio.mimeType,
-                clientId: item.clientId,
-              },
-              VOICE_ACK_TIMEOUT_MS,
-            )
-          : await this.call<SendAck>("sendMessage", {
-              roomId: this.roomId,
-              content: item.content,
-              clientId: item.clientId,
-            });
-      this.updateOutbox(item.clientId, { messageId: ack.messageId, content: ack.content ?? item.content });
-      this.pruneOutbox();
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      this.updateOutbox(item.clientId, { state: "failed", error: message });
+    this.updateOutbox(item.clientId, { state: "sending", error: null, errorCode: undefined });
+    for (let tries = 1; ; tries++) {
+      try {
+        const ack = await this.post(item);
+        this.updateOutbox(item.clientId, { messageId: ack.messageId, content: ack.content ?? item.content });
+        this.pruneOutbox();
+        return;
+      } catch (error) {
+        const failure = error instanceof AckFailure ? error : new AckFailure("unknown", String(error));
+        // Asked to slow down: wait as long as the server says, then the same request again.
+        if (failure.code === "rate_limited" && tries < RATE_LIMIT_TRIES && !this.stopped) {
+          await sleep(Math.min(failure.retryAfterMs ?? 1000, 10_000));
+          continue;
+        }
+        this.updateOutbox(item.clientId, {
+          state: "failed",
+          error: failure.message,
+          errorCode: failure.code,
+        });
+        return;
+      }
     }
   }
 
-  /** After a rejoin, send again what failed only because the connection was down. */
+  private post(item: OutgoingMessage): Promise<SendAck> {
+    if (item.kind === "voice" && item.audio) {
+      const { bytes, mimeType } = item.audio;
+      const payload = { roomId: this.roomId, audio: bytes, mimeType, clientId: item.clientId };
+      return this.call<SendAck>("sendVoiceMessage", payload, VOICE_ACK_TIMEOUT_MS);
+    }
+    return this.call<SendAck>("sendMessage", {
+      roomId: this.roomId,
+      content: item.content,
+      clientId: item.clientId,
+    });
+  }
+
+  /** After a rejoin, send again what failed only because the connection was down or slow. */
   private retryOutbox(): void {
     for (const item of this.status.outbox) {
-      if (item.state === "failed" && item.error === OFFLINE_MESSAGE) this.retry(item.clientId);
+      if (item.state === "failed" && RESEND_CODES.has(item.errorCode ?? "")) this.retry(item.clientId);
     }
   }
 
@@ -308,8 +330,12 @@ export class RoomConnection {
       throw new AckFailure("timeout", "The server did not answer in time.");
     }
     if (!answer || answer.ok !== true) {
-      const error = answer?.error ?? { code: "unknown", message: "The server refused." };
-      throw new AckFailure(error.code, error.message);
+      const error: AckError["error"] & { retryAfter?: number } = answer?.error ?? {
+        code: "unknown",
+        message: "The server refused.",
+      };
+      const retryAfter = typeof error.retryAfter === "number" ? error.retryAfter * 1000 : null;
+      throw new AckFailure(error.code, error.message, retryAfter);
     }
     return answer as unknown as T;
   }
