@@ -162,3 +162,17 @@ def test_lease_seconds_must_be_a_number(env: dict[str, str]) -> None:
     )
     assert done.returncode == 2
     assert "TOMCHAT_REPLY_LEASE_SECONDS must be a number of seconds" in done.stderr
+
+
+def test_unreachable_redis_is_one_clear_line(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*TOMCHAT, "serve", "--port", "0"],
+        env={**os.environ, **env, "TOMCHAT_REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("tomchat: cannot reach Redis at redis://:***@127.0.0.1:1/0: "), line
+    assert "hunter2" not in done.stderr

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
@@ -42,6 +43,29 @@ def _migrate(settings: Settings) -> None:
         ) from None
 
 
+def _check_redis(url: str) -> None:
+    """A scaled-out server without its Redis would serve its own sockets only: say so now."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"cannot reach Redis at {_redacted_redis(url)}: {reason}") from None
+
+
+def _redacted_redis(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -72,6 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
             "other's sockets through Redis"
         )
     _migrate(settings)
+    if settings.redis_url:
+        _check_redis(settings.redis_url)
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     processes = f"{workers} worker processes, " if workers > 1 else ""

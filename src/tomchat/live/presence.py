@@ -185,7 +185,11 @@ class SharedPresence(Presence):
 
     async def start(self, announce: Announce) -> None:
         self._announce = announce
-        await self._beat()
+        try:
+            await self._beat()
+        except Exception as exc:
+            # Like the Socket.IO manager, keep trying: presence comes back with Redis.
+            log.warning("presence: Redis is unreachable (%s); retrying", exc)
         if self._task is None:
             self._task = asyncio.create_task(self._heartbeat(), name="presence-heartbeat")
 
