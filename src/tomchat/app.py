@@ -22,6 +22,7 @@ from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
+from tomchat.http.openapi import document_problems
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
 from tomchat.live.presence import Presence, SharedPresence
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     services.store.subscribe(publisher.on_commit)
 
     async def start() -> None:
+        document_problems(api.openapi_schema)  # before anyone has fetched /schema
         if migrate:
             await upgrade_async(settings.database_url)
         settings.media_dir.mkdir(parents=True, exist_ok=True)
