@@ -7,6 +7,7 @@ file below is exactly what those events must give.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from tests.support.sessions import BOOK_CLUB, T0, record
 from tomchat.domain.events import MessagePosted, ReplyChunk, ReplyStarted
 from tomchat.export import render_all
 from tomchat.store.event_store import EventStore
+from tomchat.store.rooms import RoomReader
 from tomchat.store.transcripts import Bound, Span, TranscriptReader
 
 pytestmark = pytest.mark.timeout(60)
@@ -242,6 +244,10 @@ async def test_pages_are_keyset_and_give_the_same_file(store: EventStore) -> Non
     assert [len(p) for p in pages] == [4] * 8
     rows = [r for p in pages for r in p]
     assert [r.first_version for r in rows] == sorted(r.first_version for r in rows)
+    # The export reads rows raw, for speed: they must equal the typed rows of RoomReader.
+    typed, _ = await RoomReader(store.db).page("books", None, 200)
+    assert rows == typed
+    assert rows[0].created_at.tzinfo is UTC and rows[-1].completed_at is not None
     assert len({r.id for r in rows}) == 32
     for fmt in ("json", "jsonl", "markdown", "text"):
         assert render_all(fmt, summary, pages) == render_all(fmt, summary, [rows])

@@ -9,6 +9,7 @@ Times are UTC (the server cannot know the reader's zone); JSON keeps the wire sh
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -151,24 +152,23 @@ class MarkdownFormatter(Formatter):
         return "\n".join(lines) + "\n"
 
     def page(self, rows: Sequence[MessageRow]) -> str:
+        # The hot loop of a big export: one string per message, names bound locally.
         out: list[str] = []
+        add, escape, marks, quote = out.append, md_escape, STATUS_MARKS, _quote
         for row in rows:
-            stamp = _stamp(row.created_at)
-            day, clock = stamp[:10], stamp[11:]
-            if day != self._day:
-                self._day = day
-                out.append(f"\n## {day}\n")
-            head = f"**{md_escape(row.author)}** · {clock}"
+            stamp = row.created_at.isoformat(" ", "seconds")
+            if stamp[:10] != self._day:
+                self._day = stamp[:10]
+                add(f"\n## {self._day}\n")
+            head = f"\n**{escape(row.author)}** · {stamp[11:19]}"
             if row.source == "voice":
                 head += " · voice"
-            mark = STATUS_MARKS.get(row.status)
+            mark = marks.get(row.status)
             if mark:
                 head += f" · *{mark}*"
             if row.audio_url:
                 head += f" · [audio]({self.link(row.audio_url)})"
-            out.append(f"\n{head}\n")
-            if row.content:
-                out.append("\n" + _quote(row.content) + "\n")
+            add(f"{head}\n\n{quote(row.content)}\n" if row.content else head + "\n")
         return "".join(out)
 
 
@@ -235,12 +235,15 @@ def render_all(
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 
 
+@functools.lru_cache(maxsize=1024)  # a room has a handful of speakers: escape each once
 def md_escape(text: str) -> str:
     """Names as literal text in Markdown (``**bob_the_builder**`` stays as typed)."""
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
 
 
 def _quote(text: str) -> str:
+    if "\n" not in text:
+        return "> " + text
     lines = text.replace("\r\n", "\n").split("\n")
     return "\n".join(f"> {line}" if line else ">" for line in lines)
 

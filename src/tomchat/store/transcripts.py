@@ -9,23 +9,27 @@ when it began: later messages are left out, and since projection rows are only e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any, overload
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
 
 from tomchat.domain.events import RecordedEvent
 from tomchat.domain.limits import MAX_VERSION
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.event_store import head_of, read_events
-from tomchat.store.rooms import RoomInfo, _message, _room, _text_so_far
+from tomchat.store.rooms import RoomInfo, _room, _text_so_far
 from tomchat.store.schema import messages, streams
 
-MESSAGE_PAGE = 1000
+MESSAGE_PAGE = 2000  # rows: big enough that a query's own cost is small, ~3 MB at most
 EVENT_PAGE = 500
 
 
@@ -100,26 +104,44 @@ class TranscriptReader:
     async def message_pages(
         self, summary: TranscriptSummary, page_size: int = MESSAGE_PAGE
     ) -> AsyncIterator[list[MessageRow]]:
-        """The span's messages in log order, ``page_size`` at a time."""
-        room_id, upto = summary.room.id, summary.version
-        conditions = _message_filter(room_id, summary.span, upto)
-        cursor = 0
-        while True:
+        """The span's messages in log order, ``page_size`` at a time.
+
+        The next page is read while the caller formats this one: the database works in its
+        own thread (SQLite) or server (PostgreSQL), so the two overlap. At most two pages
+        are held at once.
+        """
+        conditions = _message_filter(summary.room.id, summary.span, summary.version)
+
+        async def read(cursor: int) -> list[MessageRow]:
             query = (
-                select(messages)
+                select(*_RAW_COLUMNS)
                 .where(and_(*conditions, messages.c.first_version > cursor))
                 .order_by(messages.c.first_version)
                 .limit(page_size)
             )
             async with self.db.snapshot() as conn:
-                rows = [_message(r) for r in await conn.execute(query)]
-                rows = [await _with_text_so_far(conn, r, upto) for r in rows]
-            if not rows:
-                return
-            yield rows
-            if len(rows) < page_size:
-                return
-            cursor = rows[-1].first_version
+                rows = _rows((await conn.execute(query)).tuples().all())
+                for i, row in enumerate(rows):
+                    if row.status == STREAMING:
+                        rows[i] = await _with_text_so_far(conn, row, summary.version)
+            return rows
+
+        ahead = asyncio.create_task(read(0))
+        try:
+            while True:
+                rows = await ahead
+                if len(rows) == page_size:
+                    ahead = asyncio.create_task(read(rows[-1].first_version))
+                if rows:
+                    yield rows
+                if len(rows) < page_size:
+                    return
+        finally:
+            # The reader may stop early (a client that went away): no read left running.
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ahead
 
     async def event_pages(
         self,
@@ -155,6 +177,62 @@ class TranscriptReader:
     async def head(self, room_id: str) -> int | None:
         async with self.db.snapshot() as conn:
             return await head_of(conn, room_id)
+
+
+# The export reads every row of a room, so the per-value conversions SQLAlchemy would run
+# (a regular expression per SQLite datetime, then the UTC decorator) are most of its cost:
+# these columns come back raw and ``_rows`` converts them in one pass.
+_RAW_COLUMNS = [type_coerce(messages.c[f.name], NullType()) for f in fields(MessageRow)]
+
+
+def _rows(raw: Iterable[tuple[Any, ...]]) -> list[MessageRow]:
+    iso = datetime.fromisoformat
+    return [
+        MessageRow(
+            id,
+            room,
+            author,
+            bool(is_ai),  # SQLite gives 0 or 1
+            content,
+            status,
+            source,
+            audio_url,
+            # SQLite keeps naive ISO text in UTC; appending the offset is several times
+            # faster than parsing and then .replace(tzinfo=UTC). Else: see _utc.
+            iso(created_at + "+00:00") if type(created_at) is str else _utc(created_at),
+            iso(completed_at + "+00:00") if type(completed_at) is str else _utc(completed_at),
+            first_version,
+            last_version,
+        )
+        for (
+            id,
+            room,
+            author,
+            is_ai,
+            content,
+            status,
+            source,
+            audio_url,
+            created_at,
+            completed_at,
+            first_version,
+            last_version,
+        ) in raw
+    ]
+
+
+@overload
+def _utc(value: datetime | str) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A stored time as an aware UTC datetime: SQLite keeps naive ISO text, PostgreSQL
+    gives aware datetimes (see ``schema.UTCDateTime``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value + "+00:00")
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _message_filter(room_id: str, span: Span, upto: int) -> list[ColumnElement[bool]]:
