@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> None:
         wave = mine[start : start + 20]
         clients += await asyncio.gather(
             *(
-                client(args.url, f"{args.room_prefix}-{r}", f"user{c}", c == 0, stats)
+                client(args.url, f"{args.room_prefix}-{r}", f"user{r}-{c}", c == 0, stats)
                 for r, c in wave
             )
         )

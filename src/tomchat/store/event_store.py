@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -213,8 +213,9 @@ class EventStore:
             lease_owner,
         )
         self._queue.put_nowait(request)
-        # A cancelled caller cancels only its wait: the batch still resolves the others.
-        return await asyncio.shield(request.future)
+        # No shield needed: a caller cancelled meanwhile cancels only its own future, which
+        # the appender skips when it resolves the batch; the events are written either way.
+        return await request.future
 
     async def _run(self) -> None:
         while True:
@@ -375,22 +376,22 @@ async def _recorded_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UU
 
 
 def _write_sqlite(
-    conn: Connection, batch: list[_Append], now: datetime
+    tx: sqlite_writer.Batch, batch: list[_Append], now: datetime
 ) -> tuple[Outcomes, list[RecordedEvent]]:
     """The batch in one SQLite transaction, on the writer thread (``sqlite_writer``)."""
     checked = [e.event_id for r in batch if not r.fresh for e in r.events]
     known: dict[UUID, RecordedEvent] = {}
     if checked:
-        for row in sqlite_writer.rows_by_id(conn, checked):
+        for row in tx.rows_by_id(checked):
             known[row.event_id] = recorded_from_row(row)
     rooms = sorted({r.room_id for r in batch})
-    heads = sqlite_writer.heads(conn, rooms, now)
+    heads = tx.heads(rooms, now)
     guarded = _guarded_rooms(batch)
-    owners = _owners(conn.execute(_owners_query(guarded))) if guarded else {}
+    owners = tx.owners(guarded) if guarded else {}
     plan = _place(batch, known, heads, owners)
     if not plan.rows:
         return plan.outcomes, []
-    position = sqlite_writer.next_position(conn)
+    position = tx.next_position()
     fresh: list[RecordedEvent] = []
     rows: list[tuple[Any, ...]] = []
     last: _Append | None = None
@@ -414,9 +415,9 @@ def _write_sqlite(
             RecordedEvent(position, request.room_id, version, new.event_id, request.at, event)
         )
         position += 1
-    sqlite_writer.insert_events(conn, rows)
-    project_sync(conn, fresh)
-    sqlite_writer.set_heads(conn, plan.heads, now)
+    tx.insert_events(rows)
+    project_sync(tx.conn, fresh)
+    tx.set_heads(plan.heads, now)
     return _finish(plan, fresh)
 
 

@@ -9,13 +9,14 @@ heads, inserts, projection, heads again, ``COMMIT`` — and the event loop waits
 The hot statements go to the driver as plain SQL with values in the form SQLAlchemy itself
 stores them (UUIDs as 32 hex digits, naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``); positions are
 assigned as ``max(position) + 1…`` under the write lock, so the insert needs no ``RETURNING``.
-The projection keeps using SQLAlchemy Core (``project_sync``); chunks never reach it.
+The projection and lookups by event id still go through SQLAlchemy Core; chunks need neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from tomchat.store.schema import events
@@ -44,9 +46,9 @@ _IN_CHUNK = 500
 
 def sqlite_time(at: datetime) -> str:
     """A datetime as ``UTCDateTime`` stores it on SQLite."""
-    if at.tzinfo is not None:
-        at = at.astimezone(UTC).replace(tzinfo=None)
-    return at.isoformat(" ", "microseconds")
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return at.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 class SqliteWriter:
@@ -60,23 +62,35 @@ class SqliteWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tomchat-sqlite-writer")
         self._conn: Connection | None = None
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Batch], T]) -> T:
         """Run ``work`` inside one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._transaction, work)
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Batch], T]) -> T:
         if self._conn is None or self._conn.closed:
             self._conn = self.engine.connect()
         conn = self._conn
+        raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        batch = Batch(conn, raw)
         try:
-            with conn.begin():
-                return work(conn)
-        except BaseException:
-            # A connection the database broke under us is not reused.
-            if conn.invalidated:
-                self._conn = None
+            raw.execute("BEGIN IMMEDIATE")
+            result = work(batch)
+            raw.commit()
+        except BaseException as exc:
+            if raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.rollback()
+            if isinstance(exc, sqlite3.Error):
+                # Reported as SQLAlchemy reports driver errors everywhere else.
+                raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
             raise
+        finally:
+            # Whatever SQLAlchemy began on top of ours has ended with it.
+            if conn.in_transaction():
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+        return result
 
     async def close(self) -> None:
         def shut() -> None:
@@ -91,45 +105,59 @@ class SqliteWriter:
         self._executor.shutdown(wait=True)
 
 
-def heads(conn: Connection, room_ids: Sequence[str], now: datetime) -> dict[str, int]:
-    """The rooms' versions (new rooms start at 0). ``BEGIN IMMEDIATE`` is the lock."""
-    found: dict[str, int] = {}
-    for start in range(0, len(room_ids), _IN_CHUNK):
-        part = room_ids[start : start + _IN_CHUNK]
-        marks = ",".join("?" * len(part))
-        result = conn.exec_driver_sql(
-            f"SELECT room_id, version FROM streams WHERE room_id IN ({marks})", tuple(part)
+class Batch:
+    """One write transaction: the hot statements on the driver, the rest through SQLAlchemy.
+
+    ``BEGIN IMMEDIATE`` was said on the driver connection, so SQLAlchemy (whose ``begin`` is
+    a no-op on this engine) runs its statements inside it.
+    """
+
+    def __init__(self, conn: Connection, raw: sqlite3.Connection) -> None:
+        self.conn = conn  # for the projection and the rare lookups by event id
+        self.raw = raw
+
+    def heads(self, room_ids: Sequence[str], now: datetime) -> dict[str, int]:
+        """The rooms' versions (new rooms start at 0). ``BEGIN IMMEDIATE`` is the lock."""
+        found: dict[str, int] = dict(
+            self._select_in("SELECT room_id, version FROM streams", room_ids)
         )
-        found.update((room, version) for room, version in result)
-    missing = [r for r in room_ids if r not in found]
-    if missing:
+        missing = [r for r in room_ids if r not in found]
+        if missing:
+            at = sqlite_time(now)
+            self.raw.executemany(NEW_STREAM, [(r, at, at) for r in missing])
+            found.update(dict.fromkeys(missing, 0))
+        return found
+
+    def owners(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        """Who holds each room's reply lease (rooms with no lease row are left out)."""
+        return dict(self._select_in("SELECT room_id, owner FROM reply_leases", room_ids))
+
+    def next_position(self) -> int:
+        top = self.raw.execute("SELECT max(position) FROM events").fetchone()[0]
+        return int(top or 0) + 1
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of (position, room_id, version, event_id hex, type, data, recorded_at text)."""
+        self.raw.executemany(INSERT_EVENTS, rows)
+
+    def set_heads(self, new_heads: dict[str, int], now: datetime) -> None:
         at = sqlite_time(now)
-        conn.exec_driver_sql(NEW_STREAM, [(r, at, at) for r in missing])
-        found.update(dict.fromkeys(missing, 0))
-    return found
+        self.raw.executemany(UPDATE_HEAD, [(v, at, room) for room, v in new_heads.items()])
 
+    def rows_by_id(self, ids: Sequence[UUID]) -> list[Any]:
+        rows: list[Any] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = select(events).where(events.c.event_id.in_(ids[start : start + _IN_CHUNK]))
+            rows += self.conn.execute(query).all()
+        return rows
 
-def next_position(conn: Connection) -> int:
-    top = conn.exec_driver_sql("SELECT max(position) FROM events").scalar()
-    return int(top or 0) + 1
-
-
-def insert_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Rows of (position, room_id, version, event_id hex, type, data, recorded_at text)."""
-    conn.exec_driver_sql(INSERT_EVENTS, list(rows))
-
-
-def set_heads(conn: Connection, new_heads: dict[str, int], now: datetime) -> None:
-    at = sqlite_time(now)
-    conn.exec_driver_sql(UPDATE_HEAD, [(v, at, room) for room, v in new_heads.items()])
-
-
-def rows_by_id(conn: Connection, ids: Sequence[UUID]) -> list[Any]:
-    rows: list[Any] = []
-    for start in range(0, len(ids), _IN_CHUNK):
-        query = select(events).where(events.c.event_id.in_(ids[start : start + _IN_CHUNK]))
-        rows += conn.execute(query).all()
-    return rows
+    def _select_in(self, query: str, room_ids: Sequence[str]) -> list[Any]:
+        rows: list[Any] = []
+        for start in range(0, len(room_ids), _IN_CHUNK):
+            part = tuple(room_ids[start : start + _IN_CHUNK])
+            marks = ",".join("?" * len(part))
+            rows += self.raw.execute(f"{query} WHERE room_id IN ({marks})", part).fetchall()
+        return rows
 
 
 def _tune(engine: Engine) -> None:
@@ -144,7 +172,3 @@ def _tune(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
