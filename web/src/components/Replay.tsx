@@ -1,23 +1,29 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { type ChangeEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RawEvent } from "../api/protocol";
-import { getRoom, mediaUrl } from "../api/rest";
+import { ApiError, getRoom, mediaUrl } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { roomPath } from "../lib/router";
 import { useStore } from "../lib/useStore";
+import { ReplayController, type ReplayState } from "../replay/controller";
+import { duration, ndjsonLines } from "../replay/timeline";
+import { MAX_RATE, ReplayVoice } from "../replay/voice";
+import "../replay/replay.css";
 import type { ChatMessage } from "../sync/events";
-import { fromRaw } from "../sync/events";
-import { RoomSync } from "../sync/roomState";
+import { Icon } from "./Icon";
 import { Link } from "./Link";
 import { Transcript } from "./Transcript";
+import { VoiceControls } from "./VoiceControls";
 
-const SPEEDS = [1, 2, 4, 8, 16];
-const REPLAY_LABELS: Record<ReplayState, string> = {
+const SPEEDS = [0.5, 1, 2, 4, 8];
+const STEP_MS = 100;
+const LABELS: Record<ReplayState, string> = {
+  loading: "Loading…",
   playing: "Playing",
+  paused: "Paused",
   reconnecting: "Reconnecting…",
   finished: "Finished",
   error: "Could not load this replay",
 };
-type ReplayState = "playing" | "reconnecting" | "finished" | "error";
 
 /** The speed to start at: `?speed=` in the address, so a fast replay can be linked to. */
 function initialSpeed(): number {
@@ -25,53 +31,82 @@ function initialSpeed(): number {
   return Number.isFinite(asked) && asked > 0 && asked <= 1000 ? asked : 1;
 }
 
+/** The room's whole log, streamed as ndjson: the replay's time line. */
+async function loadLog(roomId: string, token: string | null): Promise<RawEvent[]> {
+  const headers: Record<string, string> = { Accept: "application/x-ndjson" };
+  if (token) headers["X-Room-Token"] = token;
+  const response = await fetch(`/api/rooms/${encodeURIComponent(roomId)}/events?after=0`, { headers });
+  if (!response.ok || !response.body) {
+    throw new ApiError(
+      response.status,
+      response.status === 404 ? "there is no such room" : response.statusText,
+    );
+  }
+  const events: RawEvent[] = [];
+  for await (const event of ndjsonLines<RawEvent>(response.body)) events.push(event);
+  return events;
+}
+
 /**
- * Watch a room's conversation again at its original pace: the server paces the room's
- * log (Server-Sent Events, `GET /api/rooms/{id}/replay`) and the same sync module that
- * drives the live room builds the transcript from it.
+ * Watch a room's conversation again with its original timing: play and pause, a speed
+ * from 0.5× to 8×, a scrubber over the session's time line, and the replies' voices in
+ * step with their text. The server paces the events (SSE); `ReplayController` follows it.
  */
 export function ReplayPage({ roomId, token }: { roomId: string; token: string | null }) {
-  const [speed, setSpeed] = useState(initialSpeed);
-  const [run, setRun] = useState(0);
-  const [state, setState] = useState<ReplayState>("playing");
-  // A fresh transcript for every run; there is nothing to resync from in a replay.
-  const sync = useMemo(() => {
-    const s = new RoomSync(roomId, { requestResync: () => {} });
-    s.applyAck({ ok: true, roomId, version: 0, messages: [], streaming: [], hasMore: false });
-    return s;
-    // `run` restarts the replay from the beginning.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [roomId, speed, run]);
-  const view = useStore(sync.subscribe, sync.getView);
   const player = voicePlayer();
-  const audio = useStore(player.subscribe, player.getState);
+  const muted = useStore(player.subscribe, player.getState);
+  const voice = useMemo(() => new ReplayVoice(), []);
+  const voiceState = useStore(voice.subscribe, voice.getState);
+  const replay = useMemo(
+    () =>
+      new ReplayController(roomId, token, initialSpeed(), {
+        open: (url) => new EventSource(url),
+        voice,
+        muted: () => player.getState().muted,
+        mediaUrl: (url) => mediaUrl(url, token),
+      }),
+    [roomId, token, voice, player],
+  );
+  const status = useStore(replay.subscribe, replay.getState);
+  const view = useStore(replay.sync.subscribe, replay.sync.getView);
 
   useEffect(() => {
-    setState("playing");
-    const query = new URLSearchParams({ speed: String(speed), maxPause: "3" });
-    // EventSource cannot send headers: a private room's token goes in the query.
-    if (token) query.set("token", token);
-    const source = new EventSource(`/api/rooms/${encodeURIComponent(roomId)}/replay?${query}`);
-    const onEvent = (e: MessageEvent<string>) => {
-      const raw = parseEvent(e.data);
-      if (raw) sync.receive(fromRaw(raw));
+    let gone = false;
+    loadLog(roomId, token).then(
+      (events) => gone || replay.ready(events),
+      (error: unknown) => gone || replay.failed(error instanceof Error ? error.message : String(error)),
+    );
+    return () => {
+      gone = true;
+      replay.stop();
     };
-    source.onmessage = (e: MessageEvent<string>) => {
-      setState("playing");
-      onEvent(e);
+  }, [roomId, token, replay, voice]);
+
+  // The mute switch applies to the replay's voices at once.
+  useEffect(() => replay.refreshVoice(), [muted.muted, replay]);
+
+  // The scrubber moves between events too: redraw a few times a second while playing.
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    if (status.state !== "playing") return;
+    const timer = setInterval(() => setTick((n) => n + 1), 250);
+    return () => clearInterval(timer);
+  }, [status.state]);
+  // While the thumb is dragged it shows where it is; the seek happens when it is let go:
+  // React's onChange is the DOM's `input` (every move), the DOM's own `change` is the drop.
+  const [dragging, setDragging] = useState<number | null>(null);
+  const position = dragging ?? replay.position();
+  const scrubber = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    const input = scrubber.current;
+    if (!input) return;
+    const drop = () => {
+      setDragging(null);
+      replay.seek(Number(input.value));
     };
-    // After `end` EventSource would reconnect and start over: close it.
-    source.addEventListener("end", () => {
-      setState("finished");
-      source.close();
-    });
-    source.onerror = () => {
-      // A dropped connection is retried by EventSource itself, resuming after the last
-      // event it got (Last-Event-ID); only a refusal closes it for good.
-      setState(source.readyState === EventSource.CLOSED ? "error" : "reconnecting");
-    };
-    return () => source.close();
-  }, [roomId, speed, sync, token]);
+    input.addEventListener("change", drop);
+    return () => input.removeEventListener("change", drop);
+  }, [replay]);
 
   const [name, setName] = useState(roomId);
   useEffect(() => {
@@ -84,13 +119,39 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
     document.title = `${name} (replay) · tomchat`;
   }, [name]);
 
+  // A message's own play button: "Stop" on the voice the replay is playing silences it;
+  // "Play" on another one plays that instead of the replay's.
   const onPlay = useCallback(
-    (m: ChatMessage) => m.audioUrl && player.toggle(m.id, mediaUrl(m.audioUrl, token)),
-    [player, token],
+    (m: ChatMessage) => {
+      if (!m.audioUrl) return;
+      const replaying = voice.getState().playing === m.id;
+      voice.pause();
+      if (!replaying) player.toggle(m.id, mediaUrl(m.audioUrl, token));
+    },
+    [player, voice, token],
   );
 
+  const onSpeed = (e: ChangeEvent<HTMLSelectElement>) => {
+    replay.setSpeed(Number(e.target.value));
+    replay.refreshVoice();
+  };
+  const speeds = [...new Set([...SPEEDS, status.speed])].sort((a, b) => a - b);
+  const playing = status.state === "playing" || status.state === "reconnecting";
+  const ready = status.state !== "loading" && status.state !== "error";
+  const span = Math.max(0, status.end - status.start);
+  // A range only takes values on its steps: the top is rounded up so that the last
+  // events (within a step of the end) can be reached.
+  const top = status.start + Math.max(1, Math.ceil(span / STEP_MS)) * STEP_MS;
+
   return (
-    <div className="room replay" data-testid="replay" data-state={state}>
+    <div
+      className="room replay"
+      data-testid="replay"
+      data-state={status.state}
+      data-version={status.version}
+      data-voice-playing={voiceState.playing ?? ""}
+      data-voice-rate={voiceState.rate}
+    >
       <header className="room-header">
         <Link href={roomPath(roomId, token)} className="back" aria-label="Back to the room">
           ←
@@ -99,49 +160,105 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           <h1>{name}</h1>
           <span className="muted small">replay</span>
         </div>
-        <label className="small">
-          Speed{" "}
-          <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))}>
-            {[...new Set([...SPEEDS, speed])]
-              .sort((a, b) => a - b)
-              .map((s) => (
-                <option key={s} value={s}>
-                  {s}×
-                </option>
-              ))}
-          </select>
-        </label>
-        <button type="button" onClick={() => setRun((n) => n + 1)}>
-          ↺ Restart
-        </button>
-        <span className={`badge conn ${state === "playing" ? "conn-live" : ""}`} data-testid="replay-state">
-          {REPLAY_LABELS[state]}
+        <VoiceControls player={player} state={muted} />
+        <span className={`badge conn ${playing ? "conn-live" : ""}`} data-testid="replay-state">
+          <span className="dot" />
+          {LABELS[status.state]}
         </span>
       </header>
+
+      <div className="replay-controls" data-testid="replay-controls">
+        <button
+          type="button"
+          className="primary replay-play"
+          data-testid="replay-play"
+          disabled={!ready}
+          aria-label={playing ? "Pause" : status.state === "finished" ? "Play again" : "Play"}
+          onClick={() => replay.toggle()}
+        >
+          {playing ? <PauseIcon /> : <Icon name="play" />}
+        </button>
+        <span className="replay-time" data-testid="replay-time">
+          {duration(position - status.start)} / {duration(span)}
+        </span>
+        <input
+          type="range"
+          className="replay-scrubber"
+          data-testid="replay-scrubber"
+          aria-label="Position in the session"
+          min={status.start}
+          max={top}
+          step={STEP_MS}
+          value={Math.min(Math.max(position, status.start), top)}
+          disabled={!ready || span === 0}
+          ref={scrubber}
+          onChange={(e) => setDragging(Number(e.target.value))}
+        />
+        <span className="replay-clock muted small" data-testid="replay-clock">
+          {ready && span >= 0 ? clock(position) : ""}
+        </span>
+        <label className="small">
+          Speed{" "}
+          <select value={status.speed} onChange={onSpeed} data-testid="replay-speed">
+            {speeds.map((s) => (
+              <option key={s} value={s}>
+                {s}×
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+
+      {voiceState.blocked && !muted.muted && (
+        <div className="banner" data-testid="audio-blocked">
+          Your browser blocked Tom's voice.{" "}
+          <button
+            type="button"
+            className="primary"
+            data-testid="unblock-audio"
+            onClick={() => voice.unblock()}
+          >
+            <Icon name="speaker" /> Play sound
+          </button>
+        </div>
+      )}
+      {status.speed > MAX_RATE && !muted.muted && (
+        <div className="banner ok small" data-testid="voice-too-fast" role="status">
+          Voices play up to {MAX_RATE}×: faster than that, only the text is replayed.
+        </div>
+      )}
+      {status.error && (
+        <div className="banner error" data-testid="replay-error">
+          Could not load this replay: {status.error}. <Link href="/">Back to the rooms</Link>
+        </div>
+      )}
+
       <div className="room-body">
         <Transcript
           view={view}
           username=""
-          playingId={audio.playing}
+          playingId={voiceState.playing ?? muted.playing}
           onPlay={onPlay}
-          empty={<p className="empty muted">Waiting for the first event…</p>}
+          empty={
+            <p className="empty muted">
+              {status.state === "loading" ? "Loading the session…" : "Nothing yet…"}
+            </p>
+          }
         />
       </div>
     </div>
   );
 }
 
-function parseEvent(data: string): RawEvent | null {
-  try {
-    const value = JSON.parse(data) as Partial<RawEvent> & { recorded_at?: string };
-    if (typeof value.version !== "number" || typeof value.type !== "string") return null;
-    return {
-      version: value.version,
-      type: value.type,
-      data: value.data ?? {},
-      recordedAt: value.recordedAt ?? value.recorded_at ?? new Date().toISOString(),
-    };
-  } catch {
-    return null;
-  }
+/** The session's wall clock at `ms`, in the reader's time zone. */
+function clock(ms: number): string {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}
+
+function PauseIcon() {
+  return (
+    <svg className="icon" width={16} height={16} viewBox="0 0 24 24" fill="currentColor" aria-hidden="true">
+      <path d="M6 5h4v14H6zM14 5h4v14h-4z" />
+    </svg>
+  );
 }

@@ -9,6 +9,7 @@ import type { ChatMessage } from "../sync/events";
 import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { Icon } from "./Icon";
+import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
 import { Transcript } from "./Transcript";
@@ -156,6 +157,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           <Link href={replayPath(roomId, token)} className="small">
             Replay
           </Link>
+          <ExportMenu roomId={roomId} token={token} />
         </div>
         <VoiceControls player={player} state={audio} />
         <ConnectionBadge state={status.state} />

@@ -1,0 +1,37 @@
+import "../replay/replay.css";
+
+const FORMATS = [
+  { format: "markdown", label: "Markdown (.md)" },
+  { format: "text", label: "Plain text (.txt)" },
+  { format: "json", label: "JSON (.json)" },
+  { format: "jsonl", label: "JSON Lines (.jsonl)" },
+] as const;
+
+/** The transcript href of one format (`GET /api/rooms/{id}/transcript`, DESIGN §4). */
+export function transcriptUrl(roomId: string, format: string, token: string | null): string {
+  const query = new URLSearchParams({ format });
+  // A download link cannot carry a header: a private room's token goes in the query.
+  if (token) query.set("token", token);
+  return `/api/rooms/${encodeURIComponent(roomId)}/transcript?${query}`;
+}
+
+/**
+ * The room's transcript as a file, in the four formats: plain links the browser downloads
+ * (the server names the file), so a room of any size streams straight to disk.
+ */
+export function ExportMenu({ roomId, token }: { roomId: string; token: string | null }) {
+  return (
+    <details className="export-menu small" data-testid="export-menu">
+      <summary>Export</summary>
+      <ul>
+        {FORMATS.map(({ format, label }) => (
+          <li key={format}>
+            <a href={transcriptUrl(roomId, format, token)} download data-testid={`export-${format}`}>
+              {label}
+            </a>
+          </li>
+        ))}
+      </ul>
+    </details>
+  );
+}
