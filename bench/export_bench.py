@@ -363,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--keep", type=Path, help="build (or reuse) the database in this folder")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each export; best counts")
-    args = parser.parse_args(argv)
+    # Called as main() by a runner: its own command line is not ours to parse.
+    args = parser.parse_args([] if argv is None else argv)
     if args.child:
         url, room, fmt_ = args.child
         if fmt_ not in FORMATS:
