@@ -55,6 +55,7 @@ class Run:
     latencies_ms: list[float]
     errors: list[str]
     main_thread_cpu_seconds: float
+    thread_cpu_seconds: list[float]
 
     @property
     def per_second(self) -> float:
@@ -74,6 +75,7 @@ class Run:
             "deliveries_per_s": round(self.per_second, 1),
             "server_cpu_s": round(self.cpu_seconds, 3),
             "server_main_thread_cpu_s": round(self.main_thread_cpu_seconds, 3),
+            "server_busiest_threads_cpu_s": self.thread_cpu_seconds,
             "client_cpu_s": round(self.client_cpu_seconds, 3),
             "deliveries_per_cpu_s": round(self.per_cpu_second, 1),
             "latency_p50_ms": percentile(self.latencies_ms, 50),
@@ -164,6 +166,9 @@ def measure(
         latencies_ms=[x for r in reports for x in r["latencies_ms"]],
         errors=[e for r in reports for e in r["errors"]],
         main_thread_cpu_seconds=threads1.get(server.pid, 0.0) - threads0.get(server.pid, 0.0),
+        thread_cpu_seconds=sorted(
+            (round(t - threads0.get(tid, 0.0), 3) for tid, t in threads1.items()), reverse=True
+        )[:6],
     )
 
 

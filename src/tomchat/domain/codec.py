@@ -12,13 +12,20 @@ _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
+_prefix_lengths: dict[type, int] = {}
+
+
 def encode_data(event: Event) -> bytes:
     """The ``data`` JSON of an event (its fields, without the type tag)."""
     encoded = _encoder.encode(event)
     # msgspec always writes the tag first: drop `"type":"…",` to keep data and type apart.
-    prefix_len = 8 + len(_encoder.encode(event_type(event)))  # `{"type":` and the tag
-    rest = encoded[prefix_len:]
-    return b"{" + rest[1:] if rest.startswith(b",") else b"{}"
+    prefix_len = _prefix_lengths.get(type(event))
+    if prefix_len is None:
+        prefix_len = 8 + len(_encoder.encode(event_type(event)))  # `{"type":` and the tag
+        _prefix_lengths[type(event)] = prefix_len
+    if len(encoded) == prefix_len + 1:
+        return b"{}"
+    return b"{" + encoded[prefix_len + 1 :]
 
 
 def decode_event(type_: str, data: bytes | str) -> Event:

@@ -56,7 +56,7 @@ class LeaseLost(AppendConflict):
         self.room_id = room_id
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Append:
     room_id: str
     events: Sequence[NewEvent]
