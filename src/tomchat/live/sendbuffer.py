@@ -81,19 +81,59 @@ def _decodable(frame: Any) -> bool:
 
 
 def _tolerant(websocket_class: Any) -> Any:
-    """The driver's websocket, dropping frames Engine.IO cannot decode.
+    """The driver's websocket, dropping frames Engine.IO cannot decode, and able to abort.
 
     python-engineio decodes each frame outside its error handling, so one empty frame or
     one starting with a letter ends the whole ASGI connection with a traceback.
+
+    ``abort()`` is for a client cut off for not reading: its socket's writer is stuck in a
+    send that waits for the client's TCP window, and ASGI has no way to drop a connection;
+    a close frame would wait behind the same window. Aborting cancels the stuck send and
+    the pending read, so Engine.IO's handler returns and the connection's task ends.
     """
 
     class TolerantWebSocket(websocket_class):  # type: ignore[misc]
+        def __init__(self, handler: Any, server: Any) -> None:
+            super().__init__(handler, server)
+            self.aborted = False
+            self._pending: set[asyncio.Future[Any]] = set()
+            # The handler is the Engine.IO socket's bound method: let the socket find us.
+            owner = getattr(handler, "__self__", None)
+            if owner is not None:
+                owner.tomchat_websocket = self
+
+        async def _abortable(self, operation: Any) -> Any:
+            if self.aborted:
+                raise ConnectionAbortedError("the connection was cut off")
+            task = asyncio.ensure_future(operation)
+            self._pending.add(task)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                if self.aborted and task.cancelled():
+                    raise ConnectionAbortedError("the connection was cut off") from None
+                raise
+            finally:
+                self._pending.discard(task)
+
+        async def send(self, message: Any) -> None:
+            await self._abortable(super().send(message))
+
         async def wait(self) -> Any:
             while True:
-                frame = await super().wait()
+                frame = await self._abortable(super().wait())
                 if _decodable(frame):
                     return frame
                 log.info("dropped a frame that is not Engine.IO")
+
+        async def close(self) -> None:
+            if not self.aborted:
+                await super().close()
+
+        def abort(self) -> None:
+            self.aborted = True
+            for task in list(self._pending):
+                task.cancel()
 
     return TolerantWebSocket
 
@@ -136,9 +176,13 @@ class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
             self.send_buffer_bytes,
         )
         # abort: no CLOSE packet, it would only queue behind what the client is not
-        # reading. The None tells the socket's writer to finish once its transport moves.
+        # reading. The None tells the socket's writer to finish, and aborting the websocket
+        # frees a writer stuck on the client's shut TCP window.
         await socket.close(wait=False, abort=True)
         buffer.put_nowait(None)
+        websocket = getattr(socket, "tomchat_websocket", None)
+        if websocket is not None:
+            websocket.abort()
 
 
 # Our protocol sends at most one binary attachment (a voice recording); a packet announcing
