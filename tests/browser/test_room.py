@@ -373,3 +373,37 @@ def test_messages_past_the_rate_limit_wait_and_go_through(people: PeopleFactory)
     for text in texts:
         expect(ann.messages.filter(has_text=text)).to_have_count(1, timeout=20_000)
     expect(ann.page.get_by_test_id("outgoing")).to_have_count(0)
+
+
+def test_reading_older_messages_is_not_interrupted(
+    people: PeopleFactory, tomchat_server: ServerProcess
+) -> None:
+    room = new_room_id()
+    texts = [f"earlier line {i:02d}" for i in range(16)]
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _post_messages(tomchat_server.url, room, texts)).result()
+    ann, bob = people("ann"), people("bob")
+    ann.open_room(room)
+    bob.open_room(room)
+    expect(ann.streaming).to_have_count(0, timeout=30_000)
+
+    transcript = ann.page.get_by_test_id("transcript")
+    at_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 80"
+    assert transcript.evaluate("el => el.scrollHeight > el.clientHeight + 200")
+    transcript.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+
+    # Something new arrives: Ann stays where she reads, and is told.
+    bob.send("Fresh news from Bob")
+    expect(ann.page.get_by_test_id("jump-to-new")).to_be_visible()
+    assert not transcript.evaluate(at_bottom)
+    ann.page.get_by_test_id("jump-to-new").click()
+    ann.page.wait_for_function(
+        "() => { const el = document.querySelector('[data-testid=transcript]');"
+        " return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }"
+    )
+    expect(ann.page.get_by_test_id("jump-to-new")).to_have_count(0)
+
+    # Sending takes her back down to the conversation.
+    transcript.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+    ann.send("I am back")
+    expect(ann.messages.filter(has_text="I am back")).to_be_in_viewport()

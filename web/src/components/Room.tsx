@@ -194,6 +194,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           playingId={audio.playing}
           onPlay={onPlay}
           loadOlder={loadOlder}
+          sentCount={status.sent}
           empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
           footer={status.outbox.map((item) => (
             <OutgoingItem

@@ -17,6 +17,8 @@ interface Props {
   loadOlder?: () => Promise<void>;
   /** Rendered after the transcript (messages on their way out). */
   footer?: ReactNode;
+  /** Grows when the reader sends something: they want to see it, so follow the bottom. */
+  sentCount?: number;
   empty?: ReactNode;
 }
 
@@ -25,7 +27,16 @@ interface Props {
  * leaves them alone when they have scrolled up to read, and keeps their place when
  * older messages are put in front.
  */
-export function Transcript({ view, username, playingId, onPlay, loadOlder, footer, empty }: Props) {
+export function Transcript({
+  view,
+  username,
+  playingId,
+  onPlay,
+  loadOlder,
+  footer,
+  empty,
+  sentCount = 0,
+}: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const sticky = useRef(true);
   const [loading, setLoading] = useState(false);
@@ -63,6 +74,14 @@ export function Transcript({ view, username, playingId, onPlay, loadOlder, foote
     }
     anchor.current = { firstId, height: el.scrollHeight };
   });
+
+  // Sending takes the reader back down to the conversation (before the layout effect runs).
+  const lastSent = useRef(sentCount);
+  if (sentCount > lastSent.current) {
+    sticky.current = true;
+    if (unseen) setUnseen(false);
+  }
+  lastSent.current = sentCount;
 
   // If the first page does not fill the screen there is no scrolling to trigger paging.
   useEffect(() => {

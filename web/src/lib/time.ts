@@ -1,8 +1,12 @@
 /** Human-friendly times for the lobby and the transcript. */
 
-export function clockTime(iso: string): string {
+/** The time of day, with the date too when it was not today. */
+export function clockTime(iso: string, now = new Date()): string {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (Number.isNaN(d.getTime())) return "";
+  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString([], { month: "short", day: "numeric" })}, ${time}`;
 }
 
 export function fullTime(iso: string): string {

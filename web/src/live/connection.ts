@@ -28,6 +28,8 @@ export interface OutgoingMessage {
 
 export interface ConnectionStatus {
   state: ConnectionState;
+  /** How many messages this person has sent from this page. */
+  sent: number;
   members: readonly string[];
   outbox: readonly OutgoingMessage[];
   /** A problem that stops the room from working (e.g. a refused join), for the person. */
@@ -67,7 +69,7 @@ function newClientId(): string {
 export class RoomConnection {
   readonly sync: RoomSync;
   private readonly socket: Socket;
-  private status: ConnectionStatus = { state: "connecting", members: [], outbox: [], fatal: null };
+  private status: ConnectionStatus = { state: "connecting", sent: 0, members: [], outbox: [], fatal: null };
   private readonly listeners = new Set<() => void>();
   /** Bumped on every (re)join so that a stale answer is ignored. */
   private joinAttempt = 0;
@@ -249,7 +251,7 @@ export class RoomConnection {
   }
 
   private enqueue(item: OutgoingMessage): void {
-    this.setStatus({ outbox: [...this.status.outbox, item] });
+    this.setStatus({ outbox: [...this.status.outbox, item], sent: this.status.sent + 1 });
     this.deliver(item);
   }
 
