@@ -18,11 +18,12 @@ from tomchat.conversation import Conversation
 from tomchat.domain import limits
 from tomchat.domain.events import MessagePosted
 from tomchat.live.payloads import PayloadError, SendVoiceMessage, parse
-from tomchat.media import AUDIO_TYPES, MediaStore, sniff_audio
+from tomchat.media import AUDIO_TYPES, MediaStore, audio_duration_ms, sniff_audio
 
 log = logging.getLogger(__name__)
 
-MAX_VOICE_BYTES = 5 * 1024 * 1024
+MAX_VOICE_BYTES = limits.MAX_VOICE_BYTES
+MAX_VOICE_MS = round(limits.MAX_VOICE_SECONDS * 1000)
 # base64 of the largest recording, plus room for a "data:audio/...;base64," prefix
 _MAX_BASE64_CHARS = (MAX_VOICE_BYTES + 2) // 3 * 4 + 256
 
@@ -54,6 +55,9 @@ class VoiceMessages:
             )
         if p.mimeType and p.mimeType.split(";")[0].strip() != AUDIO_TYPES[kind]:
             log.debug("voice message labelled %s is %s", p.mimeType, kind)
+        # Long recordings are refused before they cost storage and a transcription; what the
+        # container does not tell, the transcriber's own measure catches below.
+        _check_length(audio_duration_ms(audio, kind))
         name = await self.media.save(audio, kind)
         try:
             heard = await self.transcriber.transcribe(audio, AUDIO_TYPES[kind])
@@ -64,6 +68,11 @@ class VoiceMessages:
                 "unavailable", f"the recording could not be transcribed: {exc}"
             ) from None
         except BaseException:
+            self.media.delete(name)
+            raise
+        try:
+            _check_length(heard.duration_ms)
+        except PayloadError:
             self.media.delete(name)
             raise
         text = heard.text.strip()
@@ -87,6 +96,15 @@ class VoiceMessages:
             "content": event.content,
             "audioUrl": event.audio_url,
         }
+
+
+def _check_length(duration_ms: int | None) -> None:
+    if duration_ms is not None and duration_ms > MAX_VOICE_MS:
+        raise PayloadError(
+            "too_large",
+            f"the recording is {duration_ms / 1000:.0f} s long; "
+            f"the limit is {limits.MAX_VOICE_SECONDS:.0f} s",
+        )
 
 
 def _audio_bytes(audio: Any) -> bytes:
