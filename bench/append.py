@@ -31,7 +31,7 @@ import uvloop
 
 from bench.common import Row, reachable, write_result
 from tomchat.domain.codec import encode_data
-from tomchat.domain.events import ReplyChunk, RoomCreated
+from tomchat.domain.events import ReplyChunk, RoomCreated, new_event_id
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.migrate import upgrade_async
@@ -81,7 +81,7 @@ def _rows(n: int) -> list[tuple[Any, ...]]:
         (
             f"raw-{tag}-{i % 256}",
             1_000_000 + i,
-            uuid.uuid4(),
+            new_event_id(),
             "reply.chunk",
             encode_data(_chunk(i)).decode(),
             at,
@@ -155,7 +155,7 @@ async def naive_rate(url: str, seconds: float) -> dict[str, float]:
                     {
                         "room_id": room,
                         "version": count + 1,
-                        "event_id": uuid.uuid4(),
+                        "event_id": new_event_id(),
                         "type": "reply.chunk",
                         "data": encode_data(_chunk(count)).decode(),
                         "recorded_at": at,

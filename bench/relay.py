@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,7 @@ class Run:
     errors: list[str]
     main_thread_cpu_seconds: float
     thread_cpu_seconds: list[float]
+    events_per_commit: float | None
 
     @property
     def per_second(self) -> float:
@@ -77,6 +80,7 @@ class Run:
             "server_main_thread_cpu_s": round(self.main_thread_cpu_seconds, 3),
             "server_busiest_threads_cpu_s": self.thread_cpu_seconds,
             "client_cpu_s": round(self.client_cpu_seconds, 3),
+            "events_per_group_commit": self.events_per_commit,
             "deliveries_per_cpu_s": round(self.per_cpu_second, 1),
             "latency_p50_ms": percentile(self.latencies_ms, 50),
             "latency_p99_ms": percentile(self.latencies_ms, 99),
@@ -155,8 +159,12 @@ def measure(
         finally:
             for p in procs:
                 stop(p)
+    if os.environ.get("BENCH_TRACE"):
+        print(log.read_text(), file=sys.stderr)
+    commits = re.search(r"group commits: (\d+) events: (\d+)", log.read_text())
     return Run(
         system=system,
+        events_per_commit=int(commits[2]) / max(int(commits[1]), 1) if commits else None,
         rooms=rooms,
         clients=clients,
         seconds=seconds,

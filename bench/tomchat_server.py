@@ -8,14 +8,20 @@ the same ``create_app`` and uvicorn as ``tomchat serve``; only the chat model is
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 
 import uvicorn
 
+from bench import store_trace
 from bench.stamped import StampedDemoModel
 from tomchat.app import create_app
 from tomchat.settings import Settings
+from tomchat.store.database import sqlite_path
 from tomchat.store.migrate import upgrade
 
 
@@ -37,10 +43,27 @@ def main() -> None:
         demo_delay_ms=args.delay_ms,
     )
     upgrade(settings.database_url)
+    tracing = bool(os.environ.get("BENCH_TRACE"))
+    if tracing:
+        store_trace.install()
     app = create_app(settings, migrate=False)
     model = StampedDemoModel(args.delay_ms, args.chunks)
     app.services.model = model
     app.services.conversation.model = model
+
+    def report() -> None:
+        # For the benchmark's log: how well group commit batched.
+        path = sqlite_path(settings.database_url)
+        if path is not None:
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+            commits = app.services.store.batches_written
+            print(f"group commits: {commits} events: {count}", file=sys.stderr, flush=True)
+
+    # Shutdown hooks run in order: these after tomchat's own (the store has closed).
+    app.other_asgi_app.on_shutdown.append(report)
+    if tracing:
+        app.other_asgi_app.on_shutdown.append(store_trace.report)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on")
 
 

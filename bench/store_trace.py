@@ -1,0 +1,67 @@
+"""Timings of every group commit, for diagnosing the relay benchmark.
+
+``BENCH_TRACE=1 python -m bench.relay …`` makes :mod:`bench.tomchat_server` install these
+wrappers and print, at shutdown, how long appends waited, how long the writer thread held each
+transaction (and how much of it was the work before ``COMMIT``), and how big batches were;
+``bench.relay`` then shows the server's log.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tomchat.store import event_store, sqlite_writer
+
+samples: dict[str, list[float]] = {
+    "queue_wait_ms": [],
+    "commit_ms": [],
+    "writer_transaction_ms": [],
+    "writer_work_ms": [],
+    "events_per_commit": [],
+}
+
+
+def install() -> None:
+    transaction = sqlite_writer.SqliteWriter._transaction
+    commit = event_store.EventStore._commit
+
+    def timed_transaction(self: Any, work: Callable[[Any], Any]) -> Any:
+        def timed_work(batch: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return work(batch)
+            finally:
+                samples["writer_work_ms"].append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        try:
+            return transaction(self, timed_work)
+        finally:
+            samples["writer_transaction_ms"].append((time.perf_counter() - started) * 1000)
+
+    async def timed_commit(self: Any, batch: list[Any]) -> None:
+        now = time.time()
+        samples["queue_wait_ms"].append(max(now - r.at.timestamp() for r in batch) * 1000)
+        started = time.perf_counter()
+        await commit(self, batch)
+        samples["commit_ms"].append((time.perf_counter() - started) * 1000)
+        samples["events_per_commit"].append(sum(len(r.events) for r in batch))
+
+    sqlite_writer.SqliteWriter._transaction = timed_transaction  # type: ignore[method-assign]
+    event_store.EventStore._commit = timed_commit  # type: ignore[method-assign]
+
+
+def report() -> None:
+    for name, values in samples.items():
+        if values:
+            ordered = sorted(values)
+            print(
+                f"TRACE {name}: n={len(ordered)} mean={statistics.mean(ordered):.3f} "
+                f"p50={ordered[len(ordered) // 2]:.3f} p99={ordered[int(len(ordered) * 0.99)]:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
