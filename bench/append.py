@@ -73,24 +73,24 @@ async def tomchat_rate(url: str, callers: int, seconds: float) -> dict[str, floa
     return {"events_per_s": count / elapsed, "events": count, "mean_batch": count / max(batches, 1)}
 
 
-def _rows(n: int) -> list[tuple[Any, ...]]:
-    """Rows as tomchat stores them: same room spread, ids, JSON and timestamps."""
+def _rows(tag: str, batch: int, rooms: int) -> list[tuple[Any, ...]]:
+    """The ``batch``-th 1,000 rows as tomchat writes them for ``rooms`` callers: rows spread
+    over the same rooms, each room's versions going up, the same ids, JSON and timestamps."""
     at = datetime.now(UTC)
-    tag = uuid.uuid4().hex[:8]
     return [
         (
-            f"raw-{tag}-{i % 256}",
-            1_000_000 + i,
+            f"raw-{tag}-{i % rooms}",
+            (batch * BATCH + i) // rooms + 1,
             new_event_id(),
             "reply.chunk",
             encode_data(_chunk(i)).decode(),
             at,
         )
-        for i in range(n)
+        for i in range(BATCH)
     ]
 
 
-def sqlite_ceiling(path: Path, seconds: float) -> dict[str, float]:
+def sqlite_ceiling(path: Path, seconds: float, rooms: int) -> dict[str, float]:
     """sqlite3 ``executemany`` of 1,000 rows per transaction, WAL, synchronous=FULL."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -99,13 +99,13 @@ def sqlite_ceiling(path: Path, seconds: float) -> dict[str, float]:
         "INSERT INTO events (room_id, version, event_id, type, data, recorded_at) "
         "VALUES (?, ?, ?, ?, ?, ?)"
     )
-    count, busy, offset = 0, 0.0, 0
+    count, busy, batch, tag = 0, 0.0, 0, uuid.uuid4().hex[:8]
     while busy < seconds:
         rows = [
-            (r, v + offset, e.hex, t, d, a.strftime("%Y-%m-%d %H:%M:%S.%f"))
-            for r, v, e, t, d, a in _rows(BATCH)
+            (r, v, e.hex, t, d, a.strftime("%Y-%m-%d %H:%M:%S.%f"))
+            for r, v, e, t, d, a in _rows(tag, batch, rooms)
         ]
-        offset += BATCH
+        batch += 1
         started = time.perf_counter()  # the clock runs only while the database works
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(sql, rows)
@@ -116,7 +116,7 @@ def sqlite_ceiling(path: Path, seconds: float) -> dict[str, float]:
     return {"events_per_s": count / busy, "events": count}
 
 
-async def pg_ceiling(url: str, seconds: float) -> dict[str, float]:
+async def pg_ceiling(url: str, seconds: float, rooms: int) -> dict[str, float]:
     """asyncpg ``executemany`` of 1,000 rows per transaction."""
     import asyncpg  # type: ignore[import-untyped]
 
@@ -125,11 +125,11 @@ async def pg_ceiling(url: str, seconds: float) -> dict[str, float]:
         "INSERT INTO events (room_id, version, event_id, type, data, recorded_at) "
         "VALUES ($1, $2, $3, $4, $5, $6)"
     )
-    count, busy, offset = 0, 0.0, 0
+    count, busy, batch, tag = 0, 0.0, 0, uuid.uuid4().hex[:8]
     try:
         while busy < seconds:
-            rows = [(r, v + offset, e, t, d, a) for r, v, e, t, d, a in _rows(BATCH)]
-            offset += BATCH
+            rows = _rows(tag, batch, rooms)
+            batch += 1
             started = time.perf_counter()
             async with conn.transaction():
                 await conn.executemany(sql, rows)
@@ -231,7 +231,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         urls = {k: f"sqlite+aiosqlite:///{tmp}/{k}.db" for k in ("tomchat", "ceiling", "naive")}
 
         async def sqlite_ceiling_async(seconds: float) -> dict[str, float]:
-            return sqlite_ceiling(Path(tmp) / "ceiling.db", seconds)
+            return sqlite_ceiling(Path(tmp) / "ceiling.db", seconds, args.callers)
 
         result = await backend("SQLite", urls, sqlite_ceiling_async, args)
         rows += rows_for(result)
@@ -247,7 +247,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             urls = {k: f"{base}/{n}" for k, n in names.items()}
 
             async def pg_ceiling_for(seconds: float) -> dict[str, float]:
-                return await pg_ceiling(urls["ceiling"], seconds)
+                return await pg_ceiling(urls["ceiling"], seconds, args.callers)
 
             result = await backend("PostgreSQL", urls, pg_ceiling_for, args)
             rows += rows_for(result)
@@ -262,7 +262,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--callers", type=int, default=256)
+    parser.add_argument("--callers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")

@@ -5,7 +5,7 @@ The struct fields are the event's ``data``; the tag is its ``type``.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 import uuid
 from datetime import datetime
@@ -84,7 +84,9 @@ def new_event_id() -> uuid.UUID:
     index, and each commit wrote and synced one such page per event.
     """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    # Uniqueness is all an event id needs (none is a secret): the module's generator, seeded
+    # from the OS and reseeded in a forked child, spares a system call per id.
+    rand = random.getrandbits(80)
     value = (
         (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76

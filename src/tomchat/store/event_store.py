@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -64,9 +64,7 @@ class _Append:
     at: datetime
     fresh: bool  # every event id was made by ``append`` itself: none can be recorded yet
     lease_owner: str | None  # written only while this owner holds the room's reply lease
-    future: asyncio.Future[list[RecordedEvent]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    future: asyncio.Future[list[RecordedEvent]]
 
 
 Outcomes = dict[int, list[RecordedEvent] | BaseException]
@@ -201,16 +199,22 @@ class EventStore:
         if not new_events:
             return []
         self.start()
-        fresh = not any(isinstance(e, NewEvent) for e in new_events)
+        wrapped: list[NewEvent] = []
+        fresh = True  # ids made here cannot be recorded yet: no lookup needed
+        for e in new_events:
+            if isinstance(e, NewEvent):
+                wrapped.append(e)
+                fresh = False
+            else:
+                wrapped.append(NewEvent(e))
         request = _Append(
             room_id,
-            [NewEvent(e) for e in new_events]  # type: ignore[arg-type]
-            if fresh
-            else [e if isinstance(e, NewEvent) else NewEvent(e) for e in new_events],
+            wrapped,
             expected_version,
             recorded_at or datetime.now(UTC),
             fresh,
             lease_owner,
+            asyncio.get_running_loop().create_future(),
         )
         self._queue.put_nowait(request)
         # No shield needed: a caller cancelled meanwhile cancels only its own future, which
