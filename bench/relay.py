@@ -56,6 +56,7 @@ class Run:
     client_cpu_seconds: float
     latencies_ms: list[float]
     errors: list[str]
+    system_cpu_seconds: float
     main_thread_cpu_seconds: float
     thread_cpu_seconds: list[float]
     events_per_commit: float | None
@@ -77,6 +78,7 @@ class Run:
             "expected_deliveries": self.rooms * self.clients * self.seconds * 1000 / DELAY_MS,
             "deliveries_per_s": round(self.per_second, 1),
             "server_cpu_s": round(self.cpu_seconds, 3),
+            "server_system_cpu_s": round(self.system_cpu_seconds, 3),
             "server_main_thread_cpu_s": round(self.main_thread_cpu_seconds, 3),
             "server_busiest_threads_cpu_s": self.thread_cpu_seconds,
             "client_cpu_s": round(self.client_cpu_seconds, 3),
@@ -147,10 +149,12 @@ def measure(
             time.sleep(max(0.0, t0 - time.time()))
             spy = _profiler(server.pid, seconds, profile, f"{system}-{rooms}x{clients}")
             cpu0 = _cpu(server_ps)
+            split0 = server_ps.cpu_times()
             threads0 = _threads(server_ps)
             client_cpu0 = sum(_cpu(psutil.Process(p.pid)) for p in procs)
             time.sleep(max(0.0, t1 - time.time()))
             cpu1 = _cpu(server_ps)
+            split1 = server_ps.cpu_times()
             threads1 = _threads(server_ps)
             client_cpu1 = sum(_cpu(psutil.Process(p.pid)) for p in procs)
             reports = [json.loads(read_line(p, 30)) for p in procs]
@@ -173,6 +177,7 @@ def measure(
         client_cpu_seconds=client_cpu1 - client_cpu0,
         latencies_ms=[x for r in reports for x in r["latencies_ms"]],
         errors=[e for r in reports for e in r["errors"]],
+        system_cpu_seconds=split1.system - split0.system,
         main_thread_cpu_seconds=threads1.get(server.pid, 0.0) - threads0.get(server.pid, 0.0),
         thread_cpu_seconds=sorted(
             (round(t - threads0.get(tid, 0.0), 3) for tid, t in threads1.items()), reverse=True

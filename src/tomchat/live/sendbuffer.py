@@ -96,21 +96,26 @@ def _tolerant(websocket_class: Any) -> Any:
         def __init__(self, handler: Any, server: Any) -> None:
             super().__init__(handler, server)
             self.aborted = False
-            self._pending: set[asyncio.Future[Any]] = set()
+            self._pending: set[asyncio.Task[Any]] = set()
             # The handler is the Engine.IO socket's bound method: let the socket find us.
             owner = getattr(handler, "__self__", None)
             if owner is not None:
                 owner.tomchat_websocket = self
 
         async def _abortable(self, operation: Any) -> Any:
+            # The task awaiting here is the one to cancel on abort: wrapping each operation
+            # in a task of its own cost a task per frame sent, on every socket.
             if self.aborted:
+                operation.close()
                 raise ConnectionAbortedError("the connection was cut off")
-            task = asyncio.ensure_future(operation)
+            task = asyncio.current_task()
+            assert task is not None
             self._pending.add(task)
             try:
-                return await task
+                return await operation
             except asyncio.CancelledError:
-                if self.aborted and task.cancelled():
+                if self.aborted:
+                    task.uncancel()  # this cancellation was ours, and it is handled here
                     raise ConnectionAbortedError("the connection was cut off") from None
                 raise
             finally:
