@@ -65,6 +65,14 @@ class _Reply:
     pieces: asyncio.Queue[str | _Outcome] = field(default_factory=asyncio.Queue)
     stop_requested: bool = False
     lease_lost: bool = False  # another process took the room: write nothing more
+    outcome_sent: bool = False
+
+    def producer_done(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never runs its finally: say how it ended
+        # here, or the writer would wait for an outcome forever.
+        if not self.outcome_sent:
+            self.outcome_sent = True
+            self.pieces.put_nowait(_Outcome("stopped" if self.stop_requested else "interrupted"))
 
 
 class Conversation:
@@ -287,6 +295,7 @@ class Conversation:
         try:
             turns = self._turns(await self.reader.recent(room_id, CONTEXT_MESSAGES))
             reply.producer = asyncio.create_task(self._produce(reply, turns, speaker))
+            reply.producer.add_done_callback(reply.producer_done)
             await self._write(reply)
         finally:
             self._replies.pop(room_id, None)
@@ -314,6 +323,7 @@ class Conversation:
             log.exception("chat model crashed")
             outcome = _Outcome("failed", f"the model failed: {type(exc).__name__}")
         finally:
+            reply.outcome_sent = True
             reply.pieces.put_nowait(outcome)
             if speaker is not None:
                 # A stopped reply goes quiet at once; a failed one still says its text so far.
