@@ -6,7 +6,6 @@ from pathlib import Path
 
 from litestar import Router, get
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
 from litestar.response import File
 
 BUILT_CLIENT = Path(__file__).resolve().parent.parent / "static"
