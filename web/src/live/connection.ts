@@ -88,6 +88,9 @@ export class RoomConnection {
     this.sync = new RoomSync(roomId, { requestResync: (since) => void this.resync(since) });
     this.socket = io(options.url ?? "/", {
       path: "/socket.io",
+      // WebSocket only: with several server processes behind one address, long-polling's
+      // separate requests could land on different processes (no sticky sessions needed).
+      transports: ["websocket"],
       autoConnect: false,
       reconnectionDelay: 500,
       reconnectionDelayMax: 3_000,
