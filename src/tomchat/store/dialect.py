@@ -100,17 +100,22 @@ class Dialect:
         return {row.room_id: row.version for row in result}
 
 
+def configure_sqlite_connection(dbapi_connection: Any) -> None:
+    """Every SQLite connection of tomchat's, async or not, is set up the same way."""
+    # Take transaction control from the sqlite3 module so BEGIN is ours to say.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def _sqlite_tuning(engine: AsyncEngine, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the sqlite3 module so BEGIN is ours to say.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_sqlite_connection(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
