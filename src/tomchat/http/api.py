@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -28,7 +28,7 @@ _json = msgspec.json.Encoder()
 
 RoomIdParam = Annotated[
     str,
-    Parameter(
+    PathParameter(
         pattern=limits.ROOM_ID_PATTERN,
         description="Room id: 1-64 of A-Z a-z 0-9 _ -",
         max_length=limits.MAX_ROOM_ID_CHARS,
@@ -164,9 +164,9 @@ class RoomController(Controller):
         state: State,
         room_id: RoomIdParam,
         before: Annotated[
-            int | None, Parameter(ge=1, le=limits.MAX_VERSION, description="a room version")
+            int | None, QueryParameter(ge=1, le=limits.MAX_VERSION, description="a room version")
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> MessagePage:
         svc = services(state)
         if await svc.reader.room(room_id) is None:
@@ -180,10 +180,10 @@ class RoomController(Controller):
         request: Request[Any, Any, Any],
         state: State,
         room_id: RoomIdParam,
-        after: Annotated[int, Parameter(ge=0, le=limits.MAX_VERSION)] = 0,
+        after: Annotated[int, QueryParameter(ge=0, le=limits.MAX_VERSION)] = 0,
         limit: Annotated[
             int | None,
-            Parameter(ge=1, le=10_000, description="page size (JSON: 1000 if not given)"),
+            QueryParameter(ge=1, le=10_000, description="page size (JSON: 1000 if not given)"),
         ] = None,
     ) -> EventPage | Stream:
         """The raw log after version ``after``: a JSON page with the next cursor, or with

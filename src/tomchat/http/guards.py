@@ -13,7 +13,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 
 from tomchat.access import TOKEN_HEADER, TOKEN_QUERY, RoomAccess
 from tomchat.domain import limits
@@ -21,16 +21,16 @@ from tomchat.domain import limits
 # Declared on the layers that carry rooms, so OpenAPI documents the token (and validates its
 # length) everywhere; the guards read it from the connection themselves.
 TOKEN_PARAMETERS: dict[str, Any] = {
-    "room_token_header": Parameter(
-        str | None,
-        header=TOKEN_HEADER,
+    "room_token_header": HeaderParameter(
+        annotation=str | None,
+        name=TOKEN_HEADER,
         required=False,
         max_length=limits.MAX_TOKEN_CHARS,
         description="a private room's invite token",
     ),
-    "room_token_query": Parameter(
-        str | None,
-        query=TOKEN_QUERY,
+    "room_token_query": QueryParameter(
+        annotation=str | None,
+        name=TOKEN_QUERY,
         required=False,
         max_length=limits.MAX_TOKEN_CHARS,
         description="a private room's invite token (where a header cannot be set)",

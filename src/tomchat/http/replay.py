@@ -17,7 +17,7 @@ import msgspec
 from litestar import get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from tomchat.domain.limits import MAX_VERSION
@@ -64,17 +64,17 @@ def parse_last_event_id(raw: str | None) -> int | None:
 async def replay(
     state: State,
     room_id: RoomIdParam,
-    speed: Annotated[float, Parameter(gt=0, le=1000, description="1 = original pace")] = 1.0,
+    speed: Annotated[float, QueryParameter(gt=0, le=1000, description="1 = original pace")] = 1.0,
     max_pause: Annotated[
         float,
-        Parameter(query="maxPause", ge=0, le=3600, description="longest wait, in seconds"),
+        QueryParameter(name="maxPause", ge=0, le=3600, description="longest wait, in seconds"),
     ] = 2.0,
     after: Annotated[
-        int, Parameter(ge=0, le=MAX_VERSION, description="start after this room version")
+        int, QueryParameter(ge=0, le=MAX_VERSION, description="start after this room version")
     ] = 0,
     last_event_id: Annotated[
         str | None,
-        Parameter(header="Last-Event-ID", description="resume after this version (wins)"),
+        HeaderParameter(name="Last-Event-ID", description="resume after this version (wins)"),
     ] = None,
 ) -> Stream:
     resume = parse_last_event_id(last_event_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from tomchat.export import FILE_KINDS, Format, content_disposition, render
@@ -43,9 +43,9 @@ async def transcript(
     request: Request[Any, Any, Any],
     state: State,
     room_id: RoomIdParam,
-    format_: Annotated[Format, Parameter(query="format")] = "json",
-    from_: Annotated[str | None, Parameter(query="from", description=BOUND_HELP)] = None,
-    to: Annotated[str | None, Parameter(description=BOUND_HELP)] = None,
+    format_: Annotated[Format, QueryParameter(name="format")] = "json",
+    from_: Annotated[str | None, QueryParameter(name="from", description=BOUND_HELP)] = None,
+    to: Annotated[str | None, QueryParameter(description=BOUND_HELP)] = None,
 ) -> Stream:
     span = Span(_bound("from", from_), _bound("to", to))
     reader = TranscriptReader(services(state).db)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from litestar import Router, get
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import File
 
 BUILT_CLIENT = Path(__file__).resolve().parent.parent / "static"
@@ -19,8 +20,7 @@ _REVALIDATE = {"Cache-Control": "no-cache"}
 def web_router(static_dir: Path | None) -> Router:
     root = (static_dir or BUILT_CLIENT).resolve()
 
-    @get(["/", "/{path:path}"], include_in_schema=False, sync_to_thread=False)
-    def client(path: str = "") -> File:
+    def serve(path: str) -> File:
         if not (root / "index.html").is_file():
             raise NotFoundException(
                 "the web client is not built: run `npm ci && npm run build` in web/"
@@ -43,4 +43,12 @@ def web_router(static_dir: Path | None) -> Router:
             headers=_REVALIDATE,
         )
 
-    return Router(path="/", route_handlers=[client])
+    @get("/", include_in_schema=False, sync_to_thread=False)
+    def client_root() -> File:
+        return serve("")
+
+    @get("/{path:path}", include_in_schema=False, sync_to_thread=False)
+    def client(path: FromPath[str]) -> File:
+        return serve(path)
+
+    return Router(path="/", route_handlers=[client_root, client])

@@ -120,7 +120,7 @@ class TranscriptReader:
                 .limit(page_size)
             )
             async with self.db.snapshot() as conn:
-                rows = _rows((await conn.execute(query)).tuples().all())
+                rows = _rows((await conn.execute(query)).all())
                 for i, row in enumerate(rows):
                     if row.status == STREAMING:
                         rows[i] = await _with_text_so_far(conn, row, summary.version)
@@ -172,7 +172,7 @@ class TranscriptReader:
             .group_by(messages.c.room_id)
         )
         async with self.db.snapshot() as conn:
-            return {room: n for room, n in (await conn.execute(query)).tuples()}
+            return {room: n for room, n in await conn.execute(query)}
 
     async def head(self, room_id: str) -> int | None:
         async with self.db.snapshot() as conn:
