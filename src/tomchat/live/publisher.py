@@ -8,7 +8,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet as socketio_packet
+
 from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, ReplyStarted
+from tomchat.live.sendbuffer import packet_size
 from tomchat.live.wire import ReplyInfo, live_event
 from tomchat.store.rooms import RoomReader
 
@@ -18,12 +23,20 @@ log = logging.getLogger(__name__)
 class Publisher:
     """Listens to the event store and emits each committed event to its room.
 
-    The store calls ``on_commit`` synchronously after each commit. Each room with events to
-    send has a lane (a queue and a task draining it): a room's events go out one after the
-    other in commit (version) order, while rooms go out side by side. One queue for every
-    room made each emit wait for the one before it, whatever its room — at a hundred rooms
-    streaming, chunks queued up behind each other for whole seconds. A slow socket never
-    holds up the next group commit either way: emitting only queues packets per socket.
+    The store calls ``on_commit`` synchronously after each commit, in commit order.
+
+    On one process (python-socketio's in-memory manager) an event is fanned out right there:
+    the packet is encoded once and put on each member's Engine.IO queue
+    (``BoundedEngineIO.send_packet_nowait``), with no task per member and nothing awaited,
+    so every room gets its events in commit order by construction. An event that needs a
+    database read first (the completion of a reply started by another process or before a
+    restart), or that would put more than an eighth of the send buffer on a room's sockets
+    in one batch, goes to its room's lane instead — a queue with a task draining it, one
+    awaited ``sio.emit`` at a time — and the room's later events follow it there until the
+    lane is empty, so order holds.
+
+    Scaled out (the Redis manager), every event takes its room's lane and ``sio.emit``,
+    which publishes to the other processes: rooms go out side by side, each in order.
     """
 
     def __init__(self, sio: Any, reader: RoomReader) -> None:
@@ -32,13 +45,26 @@ class Publisher:
         self._lanes: dict[str, deque[RecordedEvent]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._replies: dict[str, ReplyInfo] = {}
+        manager, eio = getattr(sio, "manager", None), getattr(sio, "eio", None)
+        self._direct = type(manager) is socketio.AsyncManager and hasattr(eio, "send_packet_nowait")
+        # What one batch may put on a room's sockets at once. Past it the room's events are
+        # emitted one at a time, awaited, so sockets' writers drain in between and a big
+        # batch never looks like a client that stopped reading (see ``sendbuffer``).
+        self._burst: int = getattr(eio, "send_buffer_bytes", 0) // 8
 
     def on_commit(self, batch: Sequence[RecordedEvent]) -> None:
+        sent: dict[str, int] = {}  # bytes fanned out at once to each room, this batch
         for recorded in batch:
-            lane = self._lanes.get(recorded.room_id)
+            room = recorded.room_id
+            lane = self._lanes.get(room)
             if lane is None:
-                lane = self._lanes[recorded.room_id] = deque()
-                task = asyncio.create_task(self._drain(recorded.room_id, lane))
+                if self._direct:
+                    size = self._emit_now(recorded, self._burst - sent.get(room, 0))
+                    if size is not None:
+                        sent[room] = sent.get(room, 0) + size
+                        continue
+                lane = self._lanes[room] = deque()
+                task = asyncio.create_task(self._drain(room, lane))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             lane.append(recorded)
@@ -63,6 +89,46 @@ class Publisher:
             # Nothing runs between the empty check above and this: no event is stranded.
             if self._lanes.get(room_id) is lane:
                 del self._lanes[room_id]
+
+    def _emit_now(self, recorded: RecordedEvent, budget: int) -> int | None:
+        """Fan ``recorded`` out at once and return its size; None (having done nothing) if it
+        needs a database read, or if it would take the room's burst past ``budget``."""
+        event = recorded.event
+        info: ReplyInfo | None = None
+        match event:
+            case ReplyAudio():
+                if event.message_id not in self._replies:
+                    return None
+            case ReplyCompleted():
+                if (info := self._replies.get(event.message_id)) is None:
+                    return None
+        out = live_event(recorded, info)
+        frames = self._frames(*out) if out is not None else []
+        size = sum(packet_size(f) for f in frames)
+        if size > budget:
+            return None
+        match event:
+            case ReplyStarted():
+                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
+            case ReplyAudio():
+                self._replies[event.message_id].audio_url = event.audio_url
+            case ReplyCompleted():
+                self._replies.pop(event.message_id, None)
+        send = self.sio.eio.send_packet_nowait
+        for _sid, eio_sid in self.sio.manager.get_participants("/", recorded.room_id):
+            for frame in frames:
+                send(eio_sid, frame)
+        return size
+
+    def _frames(self, name: str, payload: dict[str, Any]) -> list[Any]:
+        """The Engine.IO packets ``sio.emit(name, payload)`` would send, encoded once."""
+        encoded = self.sio.packet_class(
+            socketio_packet.EVENT, namespace="/", data=[name, payload]
+        ).encode()
+        return [
+            eio_packet.Packet(eio_packet.MESSAGE, part)
+            for part in (encoded if isinstance(encoded, list) else [encoded])
+        ]
 
     async def _emit(self, recorded: RecordedEvent) -> None:
         event = recorded.event

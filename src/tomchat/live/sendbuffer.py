@@ -148,6 +148,7 @@ class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.send_buffer_bytes = send_buffer_bytes
         self.overflows = 0
+        self._cutting: set[asyncio.Task[None]] = set()
         # A copy: the driver table is module-level, shared by every server in the process.
         self._async = {**self._async, "websocket": _tolerant(self._async["websocket"])}  # type: ignore[has-type]
 
@@ -170,6 +171,31 @@ class BoundedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
                 await self._overflow(socket, buffer)
             return
         await super().send_packet(sid, pkt)
+
+    def send_packet_nowait(self, sid: str, pkt: Any) -> None:
+        """``send_packet`` without awaiting anything: the packet goes on the socket's queue.
+
+        Emitting to a room the usual way makes a task per member to put one packet on its
+        queue; the publisher's fan-out (``tomchat.live.publisher``) puts it there directly.
+        The ping-timeout check that ``send`` makes is left to Engine.IO's service task, which
+        makes it for every socket anyway; a socket past its limit is cut off by a task.
+        """
+        socket = self.sockets.get(sid)
+        if socket is None or socket.closed or socket.closing:
+            return  # gone or going: send_packet would not deliver either
+        buffer = socket.queue
+        if (
+            isinstance(buffer, SendBuffer)
+            and buffer.bytes > 0
+            and buffer.bytes + packet_size(pkt) > self.send_buffer_bytes
+        ):
+            if not getattr(socket, "tomchat_cut_off", False):
+                socket.tomchat_cut_off = True
+                task = asyncio.create_task(self._overflow(socket, buffer))
+                self._cutting.add(task)
+                task.add_done_callback(self._cutting.discard)
+            return
+        buffer.put_nowait(pkt)
 
     async def _overflow(self, socket: Any, buffer: SendBuffer) -> None:
         self.overflows += 1
