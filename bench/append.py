@@ -1,11 +1,13 @@
 """Append: ``EventStore.append`` (group commit) against raw batched inserts and against one
 transaction per event, same run, same schema, same durability settings.
 
-- tomchat: ``--callers`` concurrent tasks, each streaming one-chunk appends into a room of
-  its own (the shape of many replies streaming at once), for ``--seconds``.
-- ceiling: the driver's own ``executemany`` in transactions of 1,000 rows, rows prepared
-  beforehand (SQLite: ``sqlite3``; PostgreSQL: ``asyncpg``).
-- naive: one SQLAlchemy transaction per event, one caller.
+- tomchat: ``--callers`` (1,000) concurrent tasks, each streaming one-chunk appends into a
+  room of its own (the shape of many replies streaming at once), for ``--seconds``; with
+  1,000 callers a group commit holds 1,000 events, as a ceiling transaction does.
+- ceiling: the driver's own ``executemany`` in transactions of 1,000 rows, the rows tomchat
+  writes (same rooms, versions, UUIDv7 ids, JSON, timestamps) prepared beforehand, the clock
+  running only while the database works (SQLite: ``sqlite3``; PostgreSQL: ``asyncpg``).
+- naive: one SQLAlchemy transaction per event, one caller, tomchat's engine and settings.
 
 Each is run twice, alternating, and the better run counts. SQLite always; PostgreSQL when
 127.0.0.1:5432 answers (``TOMCHAT_BENCH_PG_URL``, default

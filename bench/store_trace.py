@@ -2,7 +2,8 @@
 
 ``BENCH_TRACE=1 python -m bench.relay …`` makes :mod:`bench.tomchat_server` install these
 wrappers and print, at shutdown, how long appends waited, how long the writer thread held each
-transaction (and how much of it was the work before ``COMMIT``), and how big batches were;
+transaction (how long its ``BEGIN IMMEDIATE`` waited for another writer, and how much of it
+was the work before ``COMMIT``), and how big batches were;
 ``bench.relay`` then shows the server's log.
 """
 
@@ -21,12 +22,22 @@ samples: dict[str, list[float]] = {
     "commit_ms": [],
     "writer_transaction_ms": [],
     "writer_work_ms": [],
+    "writer_begin_wait_ms": [],
     "events_per_commit": [],
 }
 
 
 def install() -> None:
     transaction = sqlite_writer.SqliteWriter._transaction
+    begin = sqlite_writer._begin_immediate
+
+    def timed_begin(raw: Any) -> None:
+        started = time.perf_counter()
+        try:
+            begin(raw)
+        finally:
+            samples["writer_begin_wait_ms"].append((time.perf_counter() - started) * 1000)
+
     commit = event_store.EventStore._commit
 
     def timed_transaction(self: Any, work: Callable[[Any], Any]) -> Any:
@@ -52,6 +63,7 @@ def install() -> None:
         samples["events_per_commit"].append(sum(len(r.events) for r in batch))
 
     sqlite_writer.SqliteWriter._transaction = timed_transaction  # type: ignore[method-assign]
+    sqlite_writer._begin_immediate = timed_begin
     event_store.EventStore._commit = timed_commit  # type: ignore[method-assign]
 
 
