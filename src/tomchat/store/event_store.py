@@ -90,8 +90,8 @@ def _place(
     plan = _Plan({}, [], [], [], {})
     seen: set[UUID] = set()
     for request in batch:
-        ids = [e.event_id for e in request.events]
         if not request.fresh:
+            ids = [e.event_id for e in request.events]
             if all(i in known for i in ids):
                 plan.outcomes[id(request)] = [known[i] for i in ids]
                 continue
@@ -117,7 +117,7 @@ def _place(
             plan.rows.append((request, new, head))
         heads[request.room_id] = plan.heads[request.room_id] = head
         if not request.fresh:
-            seen.update(ids)
+            seen.update(e.event_id for e in request.events)
         plan.placed.append(request)
     return plan
 
@@ -399,10 +399,10 @@ def _write_sqlite(
     fresh: list[RecordedEvent] = []
     rows: list[tuple[Any, ...]] = []
     last: _Append | None = None
-    at_text = ""
+    at_text, time_text = "", sqlite_writer.TimeText()
     for request, new, version in plan.rows:
         if request is not last:
-            last, at_text = request, sqlite_writer.sqlite_time(request.at)
+            last, at_text = request, time_text(request.at)
         event = new.event
         rows.append(
             (

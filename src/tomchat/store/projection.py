@@ -16,6 +16,7 @@ from tomchat.domain.events import (
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
@@ -37,7 +38,10 @@ def projection_statements(
     inserts: list[dict[str, Any]] = []
     changes: list[Statement] = []
     for recorded in batch:
-        event, at, v = recorded.event, recorded.recorded_at, recorded.version
+        event = recorded.event
+        if type(event) is ReplyChunk:
+            continue  # the bulk of every batch, and nothing to project
+        at, v = recorded.recorded_at, recorded.version
         match event:
             case MessagePosted():
                 inserts.append(

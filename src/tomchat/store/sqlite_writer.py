@@ -46,6 +46,25 @@ NEW_STREAM = (
 _IN_CHUNK = 500
 
 
+class TimeText:
+    """``sqlite_time`` for many datetimes close together, as a batch has: the part up to
+    the minute is formatted once per minute, the seconds and microseconds each time."""
+
+    __slots__ = ("_key", "_prefix")
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] = ()
+        self._prefix = ""
+
+    def __call__(self, at: datetime) -> str:
+        if at.tzinfo is not UTC:
+            return sqlite_time(at)
+        key = (at.minute, at.hour, at.day, at.month, at.year)
+        if key != self._key:
+            self._key, self._prefix = key, sqlite_time(at)[:16]  # YYYY-MM-DD HH:MM
+        return f"{self._prefix}:{at.second:02d}.{at.microsecond:06d}"
+
+
 def sqlite_time(at: datetime) -> str:
     """A datetime as ``UTCDateTime`` stores it on SQLite."""
     if at.tzinfo is not UTC:
