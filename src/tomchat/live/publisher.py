@@ -137,7 +137,9 @@ class Publisher:
             case ReplyStarted():
                 self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
             case ReplyAudio():
-                if (known := await self._reply_info(event.message_id)) is not None:
+                # Only a reply still followed here keeps its URL for aiComplete; the final
+                # audio event usually comes after completion and must not re-cache it.
+                if (known := self._replies.get(event.message_id)) is not None:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 info = await self._reply_info(event.message_id)
