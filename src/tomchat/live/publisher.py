@@ -107,13 +107,7 @@ class Publisher:
         size = sum(packet_size(f) for f in frames)
         if size > budget:
             return None
-        match event:
-            case ReplyStarted():
-                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
-            case ReplyAudio():
-                self._replies[event.message_id].audio_url = event.audio_url
-            case ReplyCompleted():
-                self._replies.pop(event.message_id, None)
+        self._remember(recorded)
         send = self.sio.eio.send_packet_nowait
         for _sid, eio_sid in self.sio.manager.get_participants("/", recorded.room_id):
             for frame in frames:
@@ -132,29 +126,31 @@ class Publisher:
 
     async def _emit(self, recorded: RecordedEvent) -> None:
         event = recorded.event
-        info: ReplyInfo | None = None
-        match event:
-            case ReplyStarted():
-                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
-            case ReplyAudio():
-                # Only a reply still followed here keeps its URL for aiComplete; the final
-                # audio event usually comes after completion and must not re-cache it.
-                if (known := self._replies.get(event.message_id)) is not None:
-                    known.audio_url = event.audio_url
-            case ReplyCompleted():
-                info = await self._reply_info(event.message_id)
-                self._replies.pop(event.message_id, None)
+        info = (
+            await self._reply_info(event.message_id) if isinstance(event, ReplyCompleted) else None
+        )
+        self._remember(recorded)
         out = live_event(recorded, info)
         if out is not None:
             name, payload = out
             await self.sio.emit(name, payload, room=recorded.room_id)
 
+    def _remember(self, recorded: RecordedEvent) -> None:
+        """Follow replies from start to completion: ``aiComplete`` needs their author."""
+        event = recorded.event
+        match event:
+            case ReplyStarted():
+                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
+            case ReplyAudio():
+                # The final audio event usually comes after completion: never re-cache then.
+                if (known := self._replies.get(event.message_id)) is not None:
+                    known.audio_url = event.audio_url
+            case ReplyCompleted():
+                self._replies.pop(event.message_id, None)
+
     async def _reply_info(self, message_id: str) -> ReplyInfo | None:
-        info = self._replies.get(message_id)
-        if info is None:
-            # Started by another process or before a restart: the projection knows.
-            row = await self.reader.message(message_id)
-            if row is not None:
-                info = ReplyInfo(row.author, row.created_at, row.audio_url)
-                self._replies[message_id] = info
-        return info
+        if (info := self._replies.get(message_id)) is not None:
+            return info
+        # Started by another process or before a restart: the projection knows.
+        row = await self.reader.message(message_id)
+        return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
