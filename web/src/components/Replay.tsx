@@ -9,6 +9,7 @@ import { duration, ndjsonLines } from "../replay/timeline";
 import { MAX_RATE, ReplayVoice } from "../replay/voice";
 import "../replay/replay.css";
 import type { ChatMessage } from "../sync/events";
+import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { Icon } from "./Icon";
 import { Link } from "./Link";
 import { Transcript } from "./Transcript";
@@ -209,19 +210,7 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
         </label>
       </div>
 
-      {voiceState.blocked && !muted.muted && (
-        <div className="banner" data-testid="audio-blocked">
-          Your browser blocked Tom's voice.{" "}
-          <button
-            type="button"
-            className="primary"
-            data-testid="unblock-audio"
-            onClick={() => voice.unblock()}
-          >
-            <Icon name="speaker" /> Play sound
-          </button>
-        </div>
-      )}
+      {voiceState.blocked && !muted.muted && <AudioBlockedBanner onUnblock={() => voice.unblock()} />}
       {status.speed > MAX_RATE && !muted.muted && (
         <div className="banner ok small" data-testid="voice-too-fast" role="status">
           Voices play up to {MAX_RATE}×: faster than that, only the text is replayed.

@@ -8,7 +8,7 @@ import { useStore } from "../lib/useStore";
 import type { ChatMessage } from "../sync/events";
 import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
-import { Icon } from "./Icon";
+import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
@@ -163,19 +163,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         <ConnectionBadge state={status.state} />
       </header>
 
-      {audio.blocked && (
-        <div className="banner" data-testid="audio-blocked">
-          Your browser blocked Tom's voice.{" "}
-          <button
-            type="button"
-            className="primary"
-            data-testid="unblock-audio"
-            onClick={() => player.unblock()}
-          >
-            <Icon name="speaker" /> Play sound
-          </button>
-        </div>
-      )}
+      {audio.blocked && <AudioBlockedBanner onUnblock={() => player.unblock()} />}
       {audio.notice && (
         <div className="banner ok" data-testid="audio-notice" role="status">
           {audio.notice}
