@@ -45,6 +45,7 @@ from bench.common import (
     wait_for_port,
     write_result,
 )
+from tomchat.chat.export import FORMATS, Format
 from tomchat.domain.events import (
     Event,
     MessagePosted,
@@ -53,7 +54,6 @@ from tomchat.domain.events import (
     ReplyStatus,
     RoomCreated,
 )
-from tomchat.export import FORMATS, Format
 
 BIG, SMALL = 100_000, 10_000
 TARGET_RATE = 100_000.0
@@ -185,7 +185,7 @@ def reset_peak(pid: int | str) -> None:
 
 async def export_in_process(url: str, room: str, fmt_: Format) -> dict[str, Any]:
     """The child's part: one export, timed, with its memory."""
-    from tomchat.export import render
+    from tomchat.chat.export import render
     from tomchat.store.database import Database
     from tomchat.store.transcripts import TranscriptReader
 

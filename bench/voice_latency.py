@@ -37,9 +37,9 @@ from bench.common import Row, percentile, write_result
 from tomchat.ai.fish import FishSpeech
 from tomchat.ai.openai_compat import OpenAIChatModel
 from tomchat.ai.protocols import ChatTurn
+from tomchat.chat.voice import Voice
 from tomchat.domain.events import Event
-from tomchat.media import MediaStore
-from tomchat.voice import Voice
+from tomchat.media.files import MediaStore
 
 PIECES = [
     "Hey ",

@@ -18,7 +18,7 @@ import pytest
 from tests.support.sessions import BOOK_CLUB, T0, record
 from tests.test_transcripts import JSON_HEAD, MESSAGES, TEXT, markdown
 from tomchat.domain.events import Event, ReplyChunk, ReplyCompleted, ReplyStarted, RoomCreated
-from tomchat.replay import pauses
+from tomchat.domain.pacing import pauses
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.migrate import upgrade_async

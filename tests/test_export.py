@@ -6,12 +6,12 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from tomchat.chat.export import md_escape, render_all
+from tomchat.cli.terminal import Progress, ReplayPrinter
 from tomchat.domain.events import Event, RecordedEvent, ReplyChunk, ReplyCompleted, ReplyStarted
 from tomchat.domain.transcript import MessageRow
-from tomchat.export import md_escape, render_all
 from tomchat.store.rooms import RoomInfo
 from tomchat.store.transcripts import Bound, Span, TranscriptSummary
-from tomchat.terminal import Progress, ReplayPrinter
 
 AT = datetime(2026, 7, 1, 23, 59, 59, 999_999, tzinfo=UTC)
 

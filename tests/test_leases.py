@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from tomchat.cluster import ProcessIdentity
+from tomchat.cluster.bus import ProcessIdentity
 from tomchat.domain.events import MessagePosted, NewEvent, ReplyStarted
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore, LeaseLost

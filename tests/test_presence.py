@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL, need_service
-from tomchat.cluster import ProcessIdentity
-from tomchat.live.presence import Presence, SharedPresence
+from tomchat.cluster.bus import ProcessIdentity
+from tomchat.cluster.presence import Presence, SharedPresence
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(30)]
 

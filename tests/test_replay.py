@@ -16,8 +16,8 @@ from tests.support.room_client import RoomClient
 from tests.support.sessions import gapped_session, record
 from tests.support.sse import SseEvent, read_events
 from tomchat.domain.events import MessagePosted, RecordedEvent
+from tomchat.domain.pacing import KeepAlive, paced, pause, pauses
 from tomchat.http import replay as replay_route
-from tomchat.replay import KeepAlive, paced, pause, pauses
 
 pytestmark = pytest.mark.timeout(60)
 

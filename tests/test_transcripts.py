@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.support.sessions import BOOK_CLUB, T0, record
+from tomchat.chat.export import render_all
 from tomchat.domain.events import MessagePosted, ReplyChunk, ReplyStarted
-from tomchat.export import render_all
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomReader
 from tomchat.store.transcripts import Bound, Span, TranscriptReader

@@ -17,7 +17,8 @@ from litestar.plugins.problem_details import (
 )
 
 from tomchat import __version__
-from tomchat.access import install_log_redaction
+from tomchat.chat.access import install_log_redaction
+from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
@@ -25,12 +26,11 @@ from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
-from tomchat.live.presence import Presence, SharedPresence
 from tomchat.live.publisher import Publisher
 from tomchat.live.sendbuffer import BoundedAsyncServer
 from tomchat.live.server import LiveServer
 from tomchat.live.voice_messages import VoiceMessages
-from tomchat.media import MediaStore
+from tomchat.media.files import MediaStore
 from tomchat.services import Services
 from tomchat.settings import Settings
 from tomchat.store.database import StoreUnavailable

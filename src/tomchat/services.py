@@ -5,21 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from tomchat.access import RoomAccess
 from tomchat.ai.characters import load_character
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
-from tomchat.ai.providers import build_chat_model, build_speech, build_transcriber
-from tomchat.cluster import Cluster
-from tomchat.conversation import Conversation
+from tomchat.chat.access import RoomAccess
+from tomchat.chat.conversation import Conversation
+from tomchat.chat.voice import Voice
+from tomchat.cluster.bus import Cluster
 from tomchat.domain.character import Character
-from tomchat.media import MediaStore
+from tomchat.media.files import MediaStore
+from tomchat.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.settings import Settings
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.leases import ReplyLeases
 from tomchat.store.rooms import RoomReader
-from tomchat.voice import Voice
 
 if TYPE_CHECKING:
     from tomchat.live.server import LiveServer

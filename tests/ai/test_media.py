@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fish import MP3_FRAME_MS, mp3_frame
-from tomchat.media import (
-    MediaNotFound,
-    MediaStore,
-    audio_duration_ms,
-    mp3_duration_ms,
-    sniff_audio,
-)
+from tomchat.media.containers import audio_duration_ms, mp3_duration_ms
+from tomchat.media.files import MediaNotFound, MediaStore, sniff_audio
 
 WAV = (
     b"RIFF"

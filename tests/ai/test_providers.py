@@ -7,7 +7,7 @@ import pytest
 from tomchat.ai.demo import DemoChatModel
 from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.openai_compat import JANITOR_DEFAULT_URL, JanitorChatModel, OpenAIChatModel
-from tomchat.ai.providers import build_chat_model, build_speech, build_transcriber
+from tomchat.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.settings import ConfigError, Settings
 
 

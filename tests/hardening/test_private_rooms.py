@@ -15,9 +15,9 @@ from sqlalchemy import select
 from tests.conftest import RunningServer
 from tests.hardening.conftest import GENEROUS, StartServer, call, connect, event_count
 from tests.support.room_client import RoomClient
-from tomchat.access import RoomAccess, redact, token_digest, token_matches
+from tomchat.chat.access import RoomAccess, redact, token_digest, token_matches
 from tomchat.domain.events import MessagePosted
-from tomchat.media import MediaStore
+from tomchat.media.files import MediaStore
 from tomchat.store.schema import room_access
 
 pytestmark = pytest.mark.timeout(60)
@@ -305,7 +305,7 @@ def test_token_comparison() -> None:
 def test_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The digests are compared by ``hmac.compare_digest``, whose time does not depend on
     where they differ; a missing token is hashed and compared all the same."""
-    import tomchat.access as access
+    import tomchat.chat.access as access
 
     calls: list[tuple[bytes, bytes]] = []
     real = access.hmac.compare_digest

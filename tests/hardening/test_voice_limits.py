@@ -17,7 +17,7 @@ from tests.fakes.fish import FakeFish
 from tests.hardening.conftest import GENEROUS
 from tomchat.domain import limits
 from tomchat.domain.events import MessagePosted
-from tomchat.media import audio_duration_ms
+from tomchat.media.containers import audio_duration_ms
 from tomchat.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)

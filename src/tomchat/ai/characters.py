@@ -11,7 +11,7 @@ tomchat's own card::
 Character Card V2 (``spec: chara_card_v2``; V3 cards carry the same fields and are read the
 same way), as JSON or embedded in a PNG's ``chara`` text chunk: ``data.name``,
 ``description``, ``personality``, ``scenario``, ``first_mes``, ``mes_example`` and
-``system_prompt`` are used; a Fish voice id may sit in ``data.extensions.tomchat.voice``.
+``system_prompt`` are used; a Fish voice id may sit in ``data.extensions.tomchat.chat.voice``.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def _from_v2(card: dict[str, Any]) -> Character:
     extensions = data.get("extensions")
     tomchat = extensions.get("tomchat") if isinstance(extensions, dict) else None
     voice = (
-        _voice(tomchat.get("voice"), "data.extensions.tomchat.voice")
+        _voice(tomchat.get("voice"), "data.extensions.tomchat.chat.voice")
         if isinstance(tomchat, dict)
         else None
     )

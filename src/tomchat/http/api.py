@@ -17,11 +17,11 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
-from tomchat.live import wire
-from tomchat.live.payloads import storable
 from tomchat.services import Services
 from tomchat.store.rooms import RoomInfo
 from tomchat.store.transcripts import TranscriptReader
+from tomchat.wire import outgoing as wire
+from tomchat.wire.incoming import storable
 
 NDJSON = "application/x-ndjson"
 _json = msgspec.json.Encoder()

@@ -15,7 +15,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import HeaderParameter, QueryParameter
 
-from tomchat.access import TOKEN_HEADER, TOKEN_QUERY, RoomAccess
+from tomchat.chat.access import TOKEN_HEADER, TOKEN_QUERY, RoomAccess
 from tomchat.domain import limits
 
 # Declared on the layers that carry rooms, so OpenAPI documents the token (and validates its

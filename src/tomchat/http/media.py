@@ -20,7 +20,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_206_PARTIAL_CONTENT, HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
 
 from tomchat.http.guards import TOKEN_PARAMETERS, media_guard
-from tomchat.media import MediaNotFound, MediaStore
+from tomchat.media.files import MediaNotFound, MediaStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024

@@ -14,8 +14,8 @@ from __future__ import annotations
 from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Operation, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
-from tomchat.export import FILE_KINDS
-from tomchat.media import AUDIO_TYPES
+from tomchat.chat.export import FILE_KINDS
+from tomchat.media.files import AUDIO_TYPES
 
 PROBLEM_JSON = "application/problem+json"
 

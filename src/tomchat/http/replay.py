@@ -21,10 +21,10 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from tomchat.domain.limits import MAX_VERSION
+from tomchat.domain.pacing import KeepAlive, paced
 from tomchat.http.api import RoomIdParam, services
-from tomchat.live import wire
-from tomchat.replay import KeepAlive, paced
 from tomchat.store.transcripts import TranscriptReader
+from tomchat.wire import outgoing as wire
 
 # Proxies and browsers drop a connection that stays silent for long; a comment line every
 # so often keeps it open through a long pause without adding an event.

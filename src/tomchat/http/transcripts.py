@@ -10,7 +10,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
-from tomchat.export import FILE_KINDS, Format, content_disposition, render
+from tomchat.chat.export import FILE_KINDS, Format, content_disposition, render
 from tomchat.http.api import RoomIdParam, services
 from tomchat.http.replay import replay
 from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound

@@ -14,8 +14,8 @@ from socketio import packet as socketio_packet
 
 from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, ReplyStarted
 from tomchat.live.sendbuffer import packet_size
-from tomchat.live.wire import ReplyInfo, live_event
 from tomchat.store.rooms import RoomReader
+from tomchat.wire.outgoing import ReplyInfo, live_event
 
 log = logging.getLogger(__name__)
 

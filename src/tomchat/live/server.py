@@ -10,12 +10,17 @@ from typing import Any
 
 import socketio
 
-from tomchat.access import RoomAccess
-from tomchat.conversation import Conversation
+from tomchat.chat.access import RoomAccess
+from tomchat.chat.conversation import Conversation
+from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.limits import LiveLimits
-from tomchat.live import wire
-from tomchat.live.payloads import (
+from tomchat.live.ratelimit import Limiter, RateLimited
+from tomchat.live.voice_messages import VoiceMessages
+from tomchat.store.database import StoreUnavailable
+from tomchat.store.rooms import RoomReader
+from tomchat.wire import outgoing as wire
+from tomchat.wire.incoming import (
     JoinRoom,
     LeaveRoom,
     PayloadError,
@@ -25,11 +30,6 @@ from tomchat.live.payloads import (
     StopGeneration,
     parse,
 )
-from tomchat.live.presence import Presence
-from tomchat.live.ratelimit import Limiter, RateLimited
-from tomchat.live.voice_messages import VoiceMessages
-from tomchat.store.database import StoreUnavailable
-from tomchat.store.rooms import RoomReader
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tomchat.ai.protocols import Transcriber, TranscriberError
-from tomchat.conversation import Conversation
+from tomchat.chat.conversation import Conversation
 from tomchat.domain import limits
 from tomchat.domain.events import MessagePosted
-from tomchat.live.payloads import PayloadError, SendVoiceMessage, parse
-from tomchat.media import AUDIO_TYPES, MediaStore, audio_duration_ms, sniff_audio
+from tomchat.media.containers import audio_duration_ms
+from tomchat.media.files import AUDIO_TYPES, MediaStore, sniff_audio
+from tomchat.wire.incoming import PayloadError, SendVoiceMessage, parse
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 
-from tomchat.cluster import ProcessIdentity
+from tomchat.cluster.bus import ProcessIdentity
 from tomchat.store.database import Database
 from tomchat.store.schema import reply_leases
 

@@ -97,7 +97,7 @@ def messages_table(name: str, meta: MetaData) -> Table:
 
 messages = messages_table("messages", metadata)
 
-# Private rooms (``tomchat.access``): the SHA-256 of the invite token, never the token.
+# Private rooms (``tomchat.chat.access``): the SHA-256 of the invite token, never the token.
 # Not a projection: the log holds nothing secret, and a rebuild leaves this table alone.
 room_access = Table(
     "room_access",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
     MessagePosted,
     RecordedEvent,
@@ -15,7 +16,6 @@ from tomchat.domain.events import (
     ReplyStarted,
     RoomCreated,
 )
-from tomchat.export import STATUS_MARKS
 
 INDENT = "    "
 

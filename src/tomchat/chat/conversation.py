@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
-from tomchat.cluster import Bus, LocalBus, ProcessIdentity, Signal
+from tomchat.chat.voice import ReplySpeaker, Voice
+from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
 from tomchat.domain.character import Character
 from tomchat.domain.events import (
     Event,
@@ -43,7 +44,6 @@ from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.event_store import ConcurrencyError, EventStore, LeaseLost
 from tomchat.store.leases import ReplyLeases
 from tomchat.store.rooms import RoomReader
-from tomchat.voice import ReplySpeaker, Voice
 
 log = logging.getLogger(__name__)
 

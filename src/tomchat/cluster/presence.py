@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
 
-from tomchat.cluster import ProcessIdentity
+from tomchat.cluster.bus import ProcessIdentity
 
 log = logging.getLogger(__name__)
 

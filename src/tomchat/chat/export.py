@@ -20,8 +20,8 @@ from urllib.parse import quote
 import msgspec
 
 from tomchat.domain.transcript import STREAMING, MessageRow
-from tomchat.live import wire
 from tomchat.store.transcripts import Bound, TranscriptSummary
+from tomchat.wire import outgoing as wire
 
 Format = Literal["json", "jsonl", "markdown", "text"]
 FORMATS: tuple[Format, ...] = get_args(Format)

@@ -23,12 +23,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from tomchat.domain import limits
-from tomchat.media import MediaStore
+from tomchat.media.files import MediaStore
 from tomchat.store.database import Database
 from tomchat.store.schema import messages, room_access
 
 if TYPE_CHECKING:
-    from tomchat.conversation import Conversation
+    from tomchat.chat.conversation import Conversation
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from tomchat.ai.protocols import Speech, SpeechError
 from tomchat.domain.events import Event, ReplyAudio
-from tomchat.media import MediaStore, MediaWriter, audio_duration_ms
+from tomchat.media.containers import audio_duration_ms
+from tomchat.media.files import MediaStore, MediaWriter
 
 log = logging.getLogger(__name__)
 

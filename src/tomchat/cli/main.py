@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
-from tomchat.export import FORMATS
+from tomchat.chat.export import FORMATS
 from tomchat.settings import ConfigError, Settings
 
 
@@ -202,10 +202,10 @@ def cmd_rooms(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from tomchat.export import formatter
+    from tomchat.chat.export import formatter
+    from tomchat.cli.terminal import Progress
     from tomchat.store.database import Database
     from tomchat.store.transcripts import Span, TranscriptReader, parse_bound
-    from tomchat.terminal import Progress
 
     try:
         span = Span(parse_bound("--from", args.start), parse_bound("--to", args.end))
@@ -266,10 +266,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    from tomchat.replay import KeepAlive, paced
+    from tomchat.cli.terminal import ReplayPrinter
+    from tomchat.domain.pacing import KeepAlive, paced
     from tomchat.store.database import Database
     from tomchat.store.transcripts import TranscriptReader
-    from tomchat.terminal import ReplayPrinter
 
     if not (0 < args.speed <= 1000):
         raise CliError(f"--speed must be above 0 and at most 1000, not {args.speed:g}")

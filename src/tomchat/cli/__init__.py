@@ -1,0 +1,5 @@
+"""The ``tomchat`` command line."""
+
+from tomchat.cli.main import main
+
+__all__ = ["main"]

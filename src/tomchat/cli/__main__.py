@@ -1,0 +1,3 @@
+from tomchat.cli.main import main
+
+main()
