@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tomchat.store import event_store, sqlite_writer
+from tomchat.store import event_store
+from tomchat.store.recorders import sqlite_writer
 
 samples: dict[str, list[float]] = {
     "queue_wait_ms": [],

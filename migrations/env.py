@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tomchat.settings import Settings
-from tomchat.store.dialect import dialect_for
+from tomchat.store.recorders import recorder_class
 from tomchat.store.schema import metadata
 
 config = context.config
@@ -24,7 +24,7 @@ def run_offline() -> None:
 
 
 def _migrate(connection: Connection) -> None:
-    dialect_for(url).lock_for_migrations(connection)
+    recorder_class(url).lock_for_migrations(connection)
     context.configure(
         connection=connection,
         target_metadata=metadata,

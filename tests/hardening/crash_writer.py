@@ -31,6 +31,7 @@ from tomchat.domain.events import (
 )
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
+from tomchat.store.recorders import SqliteRecorder
 
 ROOMS = 12
 WORKERS = 48
@@ -76,7 +77,7 @@ def pause(statement: str, probability: float) -> None:
 
 
 def install_pause(db: Database, probability: float) -> None:
-    if db.dialect.is_sqlite:
+    if isinstance(db.recorder, SqliteRecorder):
         # The SQLite writer runs plain SQL on its own driver connection: trace every
         # connection this process opens (readers never update streams).
         real_connect = sqlite3.connect

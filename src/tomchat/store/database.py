@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from sqlalchemy import text
@@ -12,38 +11,29 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tomchat.settings import ConfigError
-from tomchat.store.dialect import Dialect, dialect_for
+from tomchat.store.recorders import Recorder, recorder_class
 
 
 class StoreUnavailable(Exception):
     """The database cannot take this request now (down, full, read-only)."""
 
 
-def check_database_url(url: str) -> Dialect:
-    """Fail early, in one line, on a URL tomchat cannot use."""
+def check_database_url(url: str) -> type[Recorder]:
+    """Fail early, in one line, on a URL tomchat cannot use; else the backend's recorder."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"TOMCHAT_DATABASE_URL is not a database URL: {url!r}") from None
     try:
-        dialect = dialect_for(url)
+        backend = recorder_class(url)
     except ValueError as exc:
         raise ConfigError(
             f"TOMCHAT_DATABASE_URL: {exc} (use sqlite+aiosqlite:///path or "
             "postgresql+asyncpg://user@host/db)"
         ) from None
-    if dialect.is_sqlite:
-        if parsed.drivername != "sqlite+aiosqlite":
-            raise ConfigError(
-                "TOMCHAT_DATABASE_URL: SQLite needs the async driver: sqlite+aiosqlite"
-            )
-        if not parsed.database or parsed.database == ":memory:":
-            raise ConfigError("TOMCHAT_DATABASE_URL: SQLite needs a file path, not memory")
-    elif parsed.drivername != "postgresql+asyncpg":
-        raise ConfigError(
-            "TOMCHAT_DATABASE_URL: PostgreSQL needs the async driver: postgresql+asyncpg"
-        )
-    return dialect
+    if (problem := backend.url_problem(parsed)) is not None:
+        raise ConfigError(f"TOMCHAT_DATABASE_URL: {problem}")
+    return backend
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -56,18 +46,17 @@ def sqlite_path(url: str) -> Path | None:
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.dialect = check_database_url(url)
+        backend = check_database_url(url)
         if (path := sqlite_path(url)) is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer: AsyncEngine
-        self.reader: AsyncEngine
-        self.writer, self.reader = self.dialect.create_engines(url)
+        # Everything that differs between backends is the recorder's (``store.recorders``).
+        self.recorder: Recorder = backend(url)
+        self.writer: AsyncEngine = self.recorder.writer
+        self.reader: AsyncEngine = self.recorder.reader
 
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+    def snapshot(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A read-only transaction that sees one consistent state of the log."""
-        async with self.reader.connect() as conn, conn.begin():
-            yield conn
+        return self.recorder.snapshot()
 
     async def ping(self) -> bool:
         try:
@@ -78,5 +67,4 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        await self.writer.dispose()
-        await self.reader.dispose()
+        await self.recorder.dispose()

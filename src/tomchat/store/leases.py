@@ -50,18 +50,18 @@ class ReplyLeases:
     async def acquire(self, room_id: str, *, dead_owner: str | None = None) -> bool:
         """Take the room's lease if it is free, ours, expired, or held by ``dead_owner``
         (an owner the caller knows to be dead). True if this process holds it now."""
-        t, dialect = reply_leases, self.db.dialect
+        t, recorder = reply_leases, self.db.recorder
         takeable = or_(
-            t.c.owner.is_(None), t.c.owner == self.owner, t.c.expires_at < dialect.clock()
+            t.c.owner.is_(None), t.c.owner == self.owner, t.c.expires_at < recorder.clock()
         )
         if dead_owner is not None:
             takeable = or_(takeable, t.c.owner == dead_owner)
-        insert = dialect.upsert(t).values(
+        insert = recorder.upsert(t).values(
             room_id=room_id,
             owner=self.owner,
             node=self.identity.node,
             pid=self.identity.pid,
-            expires_at=dialect.clock(self.seconds),
+            expires_at=recorder.clock(self.seconds),
             stop_message_id=None,
         )
         statement = insert.on_conflict_do_update(
@@ -77,7 +77,7 @@ class ReplyLeases:
         ).returning(t.c.room_id)
         async with self.db.writer.begin() as conn:
             # The room's write lock first: the barrier the module docstring explains.
-            await dialect.lock_heads(conn, [room_id])
+            await recorder.lock_heads(conn, [room_id])
             taken = (await conn.execute(statement)).first()
         return taken is not None
 
@@ -93,7 +93,7 @@ class ReplyLeases:
         statement = (
             update(t)
             .where(t.c.owner == self.owner, t.c.room_id.in_(sorted(room_ids)))
-            .values(expires_at=self.db.dialect.clock(self.seconds))
+            .values(expires_at=self.db.recorder.clock(self.seconds))
             .returning(t.c.room_id, t.c.stop_message_id)
         )
         async with self.db.writer.begin() as conn:
@@ -128,7 +128,7 @@ class ReplyLeases:
             t.c.owner,
             t.c.node,
             t.c.pid,
-            (t.c.expires_at < self.db.dialect.clock()).label("expired"),
+            (t.c.expires_at < self.db.recorder.clock()).label("expired"),
         ).where(t.c.expires_at.is_not(None), t.c.owner != self.owner)
         async with self.db.snapshot() as conn:
             rows = (await conn.execute(query)).all()

@@ -8,8 +8,8 @@ from sqlalchemy import MetaData, Table, except_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.store.database import Database
-from tomchat.store.event_store import read_events
 from tomchat.store.projection import project
+from tomchat.store.reads import read_events
 from tomchat.store.schema import messages, messages_table, streams
 
 PAGE = 5000

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tomchat.domain.events import RecordedEvent, ReplyChunk
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
-from tomchat.store.event_store import head_of, read_events
+from tomchat.store.reads import head_of, read_events
 from tomchat.store.schema import messages, streams
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import Any, overload
 
 from sqlalchemy import and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +24,7 @@ from tomchat.domain.events import RecordedEvent
 from tomchat.domain.limits import MAX_VERSION
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
-from tomchat.store.event_store import head_of, read_events
+from tomchat.store.reads import head_of, read_events
 from tomchat.store.rooms import RoomInfo, _room, _text_so_far
 from tomchat.store.schema import messages, streams
 
@@ -120,7 +119,7 @@ class TranscriptReader:
                 .limit(page_size)
             )
             async with self.db.snapshot() as conn:
-                rows = _rows((await conn.execute(query)).all())
+                rows = self.db.recorder.message_rows((await conn.execute(query)).all())
                 for i, row in enumerate(rows):
                     if row.status == STREAMING:
                         rows[i] = await _with_text_so_far(conn, row, summary.version)
@@ -181,58 +180,8 @@ class TranscriptReader:
 
 # The export reads every row of a room, so the per-value conversions SQLAlchemy would run
 # (a regular expression per SQLite datetime, then the UTC decorator) are most of its cost:
-# these columns come back raw and ``_rows`` converts them in one pass.
+# these columns come back raw and the recorder converts them in one pass (``message_rows``).
 _RAW_COLUMNS = [type_coerce(messages.c[f.name], NullType()) for f in fields(MessageRow)]
-
-
-def _rows(raw: Iterable[tuple[Any, ...]]) -> list[MessageRow]:
-    iso = datetime.fromisoformat
-    return [
-        MessageRow(
-            id,
-            room,
-            author,
-            bool(is_ai),  # SQLite gives 0 or 1
-            content,
-            status,
-            source,
-            audio_url,
-            # SQLite keeps naive ISO text in UTC; appending the offset is several times
-            # faster than parsing and then .replace(tzinfo=UTC). Else: see _utc.
-            iso(created_at + "+00:00") if type(created_at) is str else _utc(created_at),
-            iso(completed_at + "+00:00") if type(completed_at) is str else _utc(completed_at),
-            first_version,
-            last_version,
-        )
-        for (
-            id,
-            room,
-            author,
-            is_ai,
-            content,
-            status,
-            source,
-            audio_url,
-            created_at,
-            completed_at,
-            first_version,
-            last_version,
-        ) in raw
-    ]
-
-
-@overload
-def _utc(value: datetime | str) -> datetime: ...
-@overload
-def _utc(value: None) -> None: ...
-def _utc(value: datetime | str | None) -> datetime | None:
-    """A stored time as an aware UTC datetime: SQLite keeps naive ISO text, PostgreSQL
-    gives aware datetimes (see ``schema.UTCDateTime``)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _message_filter(room_id: str, span: Span, upto: int) -> list[ColumnElement[bool]]:

@@ -29,7 +29,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from tomchat.store.dialect import configure_sqlite_connection
 from tomchat.store.schema import events
 
 T = TypeVar("T")
@@ -44,6 +43,18 @@ NEW_STREAM = (
     "ON CONFLICT (room_id) DO NOTHING"
 )
 _IN_CHUNK = 500
+
+
+def configure_sqlite_connection(dbapi_connection: Any) -> None:
+    """Every SQLite connection of tomchat's, async or not, is set up the same way."""
+    # Take transaction control from the sqlite3 module so BEGIN is ours to say.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 class TimeText:
@@ -206,7 +217,7 @@ class Batch:
 
 
 def _tune(engine: Engine) -> None:
-    """The same connection settings as the async engines (``tomchat.store.dialect``)."""
+    """The same connection settings as the async engines (``recorders.sqlite``)."""
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:

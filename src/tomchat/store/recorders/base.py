@@ -1,0 +1,116 @@
+"""The ``Recorder`` contract: what the event store and the readers ask of a backend.
+
+A recorder writes a batch of appends in one transaction (deciding with the shared
+``store.placement``), reads the log, and supplies the few SQL pieces that differ between
+backends (engines, the lease clock, upserts, the rooms' write lock, raw message rows).
+``EventStore`` keeps group commit, futures and listeners and never asks which backend it has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tomchat.domain.events import RecordedEvent
+from tomchat.domain.transcript import MessageRow
+from tomchat.store.placement import Append, Written
+from tomchat.store.reads import head_of, read_events
+
+
+class Recorder(ABC):
+    """One backend: its engines, its batch write, its reads."""
+
+    name: ClassVar[str]  # SQLAlchemy's backend name: "sqlite", "postgresql"
+    label: ClassVar[str]  # as people write it, for error messages
+    driver: ClassVar[str]  # the async driver its URLs must name
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer: AsyncEngine
+        self.reader: AsyncEngine
+        self.writer, self.reader = self.create_engines(url)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    @classmethod
+    def url_problem(cls, url: URL) -> str | None:
+        """What is wrong with ``url`` for this backend (None: nothing)."""
+        if url.drivername != cls.driver:
+            return f"{cls.label} needs the async driver: {cls.driver}"
+        return None
+
+    @staticmethod
+    @abstractmethod
+    def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+        """A writer engine and a reader engine (readers see one snapshot per transaction)."""
+
+    @staticmethod
+    @abstractmethod
+    def lock_for_migrations(connection: Connection) -> None:
+        """Serialise migration runs that start together (several servers at once)."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def write(self, batch: Sequence[Append]) -> Written:
+        """Record ``batch`` in one transaction: each request's records (or error) by
+        ``id(request)``, and every event newly recorded, in log order.
+
+        A database failure raises (SQLAlchemy's errors); nothing of the batch is recorded then.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop whatever writing started (a writer thread); a later write starts it again."""
+
+    async def dispose(self) -> None:
+        await self.close()
+        await self.writer.dispose()
+        await self.reader.dispose()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction that sees one consistent state of the log."""
+        async with self.reader.connect() as conn, conn.begin():
+            yield conn
+
+    async def read(
+        self, room_id: str, after: int = 0, *, upto: int | None = None, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The room's events with ``after < version <= upto``, oldest first, at most ``limit``."""
+        async with self.snapshot() as conn:
+            return await read_events(conn, room_id, after, upto=upto, limit=limit)
+
+    async def head(self, room_id: str) -> int | None:
+        """The room's version; None if nothing was ever appended to it."""
+        async with self.snapshot() as conn:
+            return await head_of(conn, room_id)
+
+    @abstractmethod
+    def message_rows(self, raw: Iterable[tuple[Any, ...]]) -> list[MessageRow]:
+        """``messages`` rows read without SQLAlchemy's per-value conversions (the columns of
+        ``MessageRow`` in order, as the driver gives them): exports read whole rooms."""
+
+    # -- SQL pieces for leases -------------------------------------------------------------
+
+    @abstractmethod
+    def clock(self, plus_seconds: float = 0.0) -> ColumnElement[datetime]:
+        """Now (plus some seconds) as SQL: the clock reply leases are measured by."""
+
+    @abstractmethod
+    def upsert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """``INSERT`` with ``ON CONFLICT`` clauses."""
+
+    @abstractmethod
+    async def lock_heads(self, conn: AsyncConnection, room_ids: Sequence[str]) -> dict[str, int]:
+        """Current versions of the rooms, locked against appends until ``conn`` commits."""
