@@ -26,6 +26,7 @@ from tests.hardening.conftest import GENEROUS, call, connect
 from tomchat.settings import Settings
 from tomchat.store.database import Database
 from tomchat.store.rebuild import rebuild_projections
+from tomchat.store.recorders import SqliteRecorder
 from tomchat.store.schema import events
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,7 +68,9 @@ def writer_query_only(server: RunningServer, on: bool) -> None:
     root ignores file modes; ``PRAGMA query_only`` gives the same answer from SQLite
     ("attempt to write a readonly database") on the connection the server writes with.
     """
-    writer = server.services.store._sqlite  # the SQLite writer thread's engine
+    recorder = server.services.store.recorder
+    assert isinstance(recorder, SqliteRecorder)
+    writer = recorder._writer  # the SQLite writer thread's engine (started by a first write)
     assert writer is not None
     connection = writer.engine.raw_connection()  # StaticPool: the very same connection
     connection.driver_connection.execute(f"PRAGMA query_only = {int(on)}")
