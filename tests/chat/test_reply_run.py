@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -238,6 +238,22 @@ async def test_stop_keeps_the_text_so_far() -> None:
     assert r.model.closed, "stopping ends the upstream request"
     [speaker] = r.voice.speakers
     assert (speaker.said, speaker.ended) == (["Hel", "lo"], "aborted")
+
+
+async def test_a_stop_before_the_model_starts_still_ends_the_reply() -> None:
+    r = rig(ScriptedModel("never", "said"))
+
+    class StopOnceRead(MemoryHistory):
+        async def recent(self, room_id: str, limit: int) -> list[MessageRow]:
+            # Runs before the producer's first step, which is scheduled after this returns.
+            asyncio.get_running_loop().call_soon(r.run.stop)
+            return await super().recent(room_id, limit)
+
+    r.run.replier = replace(r.run.replier, history=StopOnceRead([ANN]))
+    await r.run.start([ANN])
+    await r.run.stream()
+    assert r.model.asked == [], "the model never ran"
+    assert r.log.completed() == [ReplyCompleted(message_id="r1", content="", status="stopped")]
 
 
 async def test_interrupted_when_the_process_closes() -> None:

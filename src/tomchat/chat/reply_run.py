@@ -120,8 +120,7 @@ class ReplyRun:
         self.replier = replier
         self.room_id = room_id
         self.message_id = message_id
-        # The model's pieces in order; None once the producer has ended (its done callback
-        # puts it, so it comes even for a producer cancelled before its first step).
+        # The model's pieces in order, then None once the producer has ended.
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._producer: asyncio.Task[Outcome] | None = None
         self._stop_requested = False
@@ -163,6 +162,9 @@ class ReplyRun:
             history = await replier.history.recent(self.room_id, replier.context_messages)
             turns = prompt_turns(replier.character, history)
             self._producer = asyncio.create_task(self._produce(turns, speaker))
+            # A task cancelled before its first step never runs its finally: the done
+            # callback, not the producer, says it has ended, or the writer would wait for an
+            # outcome forever.
             self._producer.add_done_callback(lambda _: self._pieces.put_nowait(None))
             await self._write(self._producer)
         finally:
@@ -200,8 +202,7 @@ class ReplyRun:
         return Outcome("stopped" if self._stop_requested else "interrupted")
 
     def _ended(self, producer: asyncio.Task[Outcome]) -> Outcome:
-        # A task cancelled before its first step never ran its handlers: say how it ended
-        # here, or it would end with no outcome at all.
+        # Cancelled before its first step, the producer never chose an outcome: say it here.
         return self._cut_short() if producer.cancelled() else producer.result()
 
     async def _write(self, producer: asyncio.Task[Outcome]) -> None:
