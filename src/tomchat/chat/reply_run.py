@@ -1,0 +1,255 @@
+"""One reply's run: the model's pieces become chunks in the log, and Tom's voice says them.
+
+A run has two tasks. The *producer* reads the model into a queue and hands each piece to the
+speaker at once, never waiting on the database; the *writer* (the caller of
+:meth:`ReplyRun.stream`) appends whatever pieces are waiting as one request, so a fast model
+is never throttled by commit latency and a slow one still sees each piece committed at once.
+The run ends with one ``reply.completed`` carrying the whole text and how the reply ended:
+``complete``, ``stopped`` (someone asked), ``failed`` (the model or the write failed) or
+``interrupted`` (this process is closing) — unless the room's lease was lost, in which case
+the process that took the room closes the reply and nothing more of ours is written.
+
+Everything a run touches comes in through the small protocols below, so a test drives it
+with a scripted model and an in-memory log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
+from tomchat.domain.character import Character
+from tomchat.domain.events import (
+    Event,
+    ReplyChunk,
+    ReplyCompleted,
+    ReplyStarted,
+    ReplyStatus,
+    new_message_id,
+)
+from tomchat.domain.transcript import MessageRow
+from tomchat.store.event_store import LeaseLost
+
+log = logging.getLogger(__name__)
+
+CONTEXT_MESSAGES = 30
+
+
+class AppendEvents(Protocol):
+    """Append events to a room's log as the holder of its lease; raises ``LeaseLost`` once
+    the lease has passed to another process."""
+
+    async def __call__(self, room_id: str, events: Sequence[Event], /) -> object: ...
+
+
+class History(Protocol):
+    """The room's latest messages, oldest first: the model's context."""
+
+    async def recent(self, room_id: str, limit: int) -> Sequence[MessageRow]: ...
+
+
+class Speaker(Protocol):
+    """Says one reply while its text streams (``chat.voice.ReplySpeaker``)."""
+
+    def say(self, text: str) -> None: ...
+
+    def finish(self) -> None:
+        """No more text: say what is left."""
+        ...
+
+    def abort(self) -> None:
+        """Go quiet now, keeping what was said."""
+        ...
+
+
+class Speakers(Protocol):
+    """Gives each reply its speaker (``chat.voice.Voice``)."""
+
+    def start(self, room_id: str, message_id: str) -> Speaker: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: ReplyStatus = "complete"
+    error: str | None = None
+
+
+def prompt_turns(character: Character, history: Sequence[MessageRow]) -> list[ChatTurn]:
+    """The model's input: the character's prompt, then the room's messages (replies still
+    streaming have no content yet and are left out)."""
+    prompt = character.system_prompt
+    if character.example_dialogue:
+        prompt += "\n\nExample dialogue:\n" + character.example_dialogue
+    turns = [ChatTurn("system", prompt)]
+    for row in history:
+        if row.is_ai and row.content:
+            turns.append(ChatTurn("assistant", row.content))
+        elif not row.is_ai:
+            turns.append(ChatTurn("user", f"{row.author}: {row.content}"))
+    return turns
+
+
+@dataclass(frozen=True, slots=True)
+class Replier:
+    """What every reply needs; :meth:`reply` begins one."""
+
+    model: ChatModel
+    character: Character
+    append: AppendEvents
+    history: History
+    voice: Speakers | None = None
+    context_messages: int = CONTEXT_MESSAGES
+
+    def reply(self, room_id: str, message_id: str | None = None) -> ReplyRun:
+        return ReplyRun(self, room_id, message_id or new_message_id())
+
+
+class ReplyRun:
+    """One reply: :meth:`start` announces it, :meth:`stream` writes it to the end.
+
+    :meth:`stop`, :meth:`lose_lease` and :meth:`interrupt` may be called from any task while
+    it streams.
+    """
+
+    def __init__(self, replier: Replier, room_id: str, message_id: str) -> None:
+        self.replier = replier
+        self.room_id = room_id
+        self.message_id = message_id
+        # The model's pieces in order, then None once the producer has ended.
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._producer: asyncio.Task[Outcome] | None = None
+        self._stop_requested = False
+        self.lease_lost = False  # another process took the room: write nothing more
+
+    async def start(self, pending: Sequence[MessageRow]) -> None:
+        """Append ``reply.started``, answering every message in ``pending`` at once."""
+        await self.replier.append(
+            self.room_id,
+            [
+                ReplyStarted(
+                    message_id=self.message_id,
+                    character=self.replier.character.name,
+                    in_reply_to=tuple(m.id for m in pending),
+                )
+            ],
+        )
+
+    def stop(self) -> None:
+        """Someone asked to stop: the text so far is kept, status ``stopped``."""
+        self._stop_requested = True
+        self.interrupt()
+
+    def lose_lease(self) -> None:
+        """Another process took the room: stop at once and write nothing more."""
+        self.lease_lost = True
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """End the model's stream now (this process is closing): status ``interrupted``."""
+        if self._producer is not None:
+            self._producer.cancel()
+
+    async def stream(self) -> None:
+        """Run the model and write its pieces until it ends, is stopped or the lease is lost."""
+        replier = self.replier
+        speaker = replier.voice.start(self.room_id, self.message_id) if replier.voice else None
+        try:
+            history = await replier.history.recent(self.room_id, replier.context_messages)
+            turns = prompt_turns(replier.character, history)
+            self._producer = asyncio.create_task(self._produce(turns, speaker))
+            # A task cancelled before its first step never runs its finally: the done
+            # callback, not the producer, says it has ended, or the writer would wait for an
+            # outcome forever.
+            self._producer.add_done_callback(lambda _: self._pieces.put_nowait(None))
+            await self._write(self._producer)
+        finally:
+            if self._producer is not None and not self._producer.done():
+                self._producer.cancel()
+            if speaker is not None and self._producer is None:
+                speaker.abort()  # the model never ran: nothing will be said
+
+    async def _produce(self, turns: list[ChatTurn], speaker: Speaker | None) -> Outcome:
+        """Read the model into the queue, never waiting on the database."""
+        outcome = Outcome()
+        try:
+            async for piece in self.replier.model.stream_reply(turns):
+                if piece:
+                    self._pieces.put_nowait(piece)
+                    if speaker is not None:
+                        speaker.say(piece)  # spoken as it comes, not after the commit
+        except asyncio.CancelledError:
+            outcome = self._cut_short()
+        except ChatModelError as exc:
+            outcome = Outcome("failed", str(exc))
+        except Exception as exc:
+            log.exception("chat model crashed")
+            outcome = Outcome("failed", f"the model failed: {type(exc).__name__}")
+        finally:
+            if speaker is not None:
+                # A stopped reply goes quiet at once; a failed one still says its text so far.
+                if outcome.status in ("stopped", "interrupted"):
+                    speaker.abort()
+                else:
+                    speaker.finish()
+        return outcome
+
+    def _cut_short(self) -> Outcome:
+        return Outcome("stopped" if self._stop_requested else "interrupted")
+
+    def _ended(self, producer: asyncio.Task[Outcome]) -> Outcome:
+        # Cancelled before its first step, the producer never chose an outcome: say it here.
+        return self._cut_short() if producer.cancelled() else producer.result()
+
+    async def _write(self, producer: asyncio.Task[Outcome]) -> None:
+        """Append whatever pieces are waiting as one request, so a fast model is never
+        throttled by commit latency and a slow one still sees each piece committed at once."""
+        texts: list[str] = []
+        outcome: Outcome | None = None
+        try:
+            while outcome is None:
+                waiting = [await self._pieces.get()]
+                while not self._pieces.empty():
+                    waiting.append(self._pieces.get_nowait())
+                chunks = []
+                for item in waiting:
+                    if item is None:
+                        outcome = self._ended(producer)
+                        break
+                    chunks.append(
+                        ReplyChunk(message_id=self.message_id, index=len(texts), text=item)
+                    )
+                    texts.append(item)
+                if chunks:
+                    await self.replier.append(self.room_id, chunks)
+        except LeaseLost:
+            # We stalled past the lease and another process took the room: it closes this
+            # reply with what was committed, and nothing more of ours may be written.
+            log.warning("reply %s was taken over by another process", self.message_id)
+            self.lease_lost = True
+            outcome = Outcome("interrupted")
+        except Exception as exc:
+            log.exception("writing reply %s failed", self.message_id)
+            outcome = Outcome("failed", f"the reply could not be saved: {type(exc).__name__}")
+        except asyncio.CancelledError:
+            outcome = Outcome("interrupted", "the server stopped")
+            raise
+        finally:
+            assert outcome is not None
+            if not self.lease_lost:
+                with contextlib.suppress(Exception):
+                    await self.replier.append(
+                        self.room_id,
+                        [
+                            ReplyCompleted(
+                                message_id=self.message_id,
+                                content="".join(texts),
+                                status=outcome.status,
+                                error=outcome.error,
+                            )
+                        ],
+                    )
