@@ -21,10 +21,15 @@ from tomchat.domain.events import MessageSource, ReplyStatus
 #: A message's status in the projection: a reply still being written is ``streaming``.
 MessageStatus: TypeAlias = Literal[ReplyStatus, "streaming"]
 
-Timestamp = Annotated[str, msgspec.Meta(description="ISO 8601, UTC, with microseconds")]
-RoomVersion = Annotated[
-    int, msgspec.Meta(description="The room version of the event this payload shows")
-]
+
+def doc(text: str) -> msgspec.Meta:
+    """``Annotated[T, doc("...")]``: a field described in the JSON Schema (and so in the
+    generated TypeScript)."""
+    return msgspec.Meta(description=text)
+
+
+Timestamp = Annotated[str, doc("ISO 8601, UTC, with microseconds")]
+RoomVersion = Annotated[int, doc("The room version of the event this payload shows")]
 
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -47,12 +52,16 @@ class Message(Payload, frozen=True, kw_only=True):
     is_ai: bool = field(name="isAI")
     audio_url: str | None
     status: MessageStatus
-    #: How a user message was posted; on ``messages[]`` items and the ``message`` event.
-    source: MessageSource | UnsetType = UNSET
-    #: The sender's idempotency key; on the ``message`` event only.
-    client_id: str | UnsetType | None = UNSET
-    #: Why a reply failed; on the ``aiComplete`` event only.
-    error: str | UnsetType | None = UNSET
+    source: Annotated[
+        MessageSource | UnsetType,
+        doc("How a user message was posted; on `messages[]` items and the `message` event"),
+    ] = UNSET
+    client_id: Annotated[
+        str | UnsetType | None, doc("The sender's idempotency key; on the `message` event only")
+    ] = UNSET
+    error: Annotated[
+        str | UnsetType | None, doc("Why a reply failed; on the `aiComplete` event only")
+    ] = UNSET
     version: RoomVersion
 
 
@@ -62,13 +71,12 @@ class Streaming(Payload, frozen=True, kw_only=True):
     message_id: str
     room_id: str
     username: str
-    #: The text so far: exactly the chunks up to the snapshot's version.
-    content: str
+    content: Annotated[str, doc("The text so far: exactly the chunks up to the snapshot's version")]
     timestamp: Timestamp
-    #: Set when the reply's voice arrived before the snapshot was read.
-    audio_url: str | None
-    #: The version of the reply's ``reply.started``.
-    version: int
+    audio_url: Annotated[
+        str | None, doc("Set when the reply's voice arrived before the snapshot was read")
+    ]
+    version: Annotated[int, doc("The version of the reply's `reply.started`")]
 
 
 class RawEvent(Payload, frozen=True, kw_only=True):
@@ -87,8 +95,7 @@ class AiStart(Payload, frozen=True, kw_only=True):
     room_id: str
     username: str
     timestamp: Timestamp
-    #: The user messages the reply answers, in log order.
-    in_reply_to: list[str]
+    in_reply_to: Annotated[list[str], doc("The user messages the reply answers, in log order")]
     version: RoomVersion
 
 
@@ -132,9 +139,13 @@ class SnapshotAck(Payload, frozen=True, kw_only=True):
     messages: list[Message]
     streaming: list[Streaming]
     has_more: bool
-    #: Present (``true``) when the client asked to catch up from a version too far behind
-    #: (or ahead of) the log: it must start over from this snapshot.
-    reset: Literal[True] | UnsetType = UNSET
+    reset: Annotated[
+        Literal[True] | UnsetType,
+        doc(
+            "Present when the client asked to catch up from a version too far behind (or ahead of)"
+            " the log: it must start over from this snapshot"
+        ),
+    ] = UNSET
 
 
 class CatchUpAck(Payload, frozen=True, kw_only=True):
@@ -174,8 +185,9 @@ class OkAck(Payload, frozen=True, kw_only=True):
 class ErrorBody(Payload, frozen=True, kw_only=True):
     code: str
     message: str
-    #: Seconds until the request may be tried again (``rate_limited``).
-    retry_after: float | UnsetType = UNSET
+    retry_after: Annotated[
+        float | UnsetType, doc("Seconds until it may be tried again (`rate_limited`)")
+    ] = UNSET
 
 
 class ErrorAck(Payload, frozen=True, kw_only=True):
