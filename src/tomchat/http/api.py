@@ -22,6 +22,7 @@ from tomchat.store.rooms import RoomInfo
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire import outgoing as wire
 from tomchat.wire.incoming import storable
+from tomchat.wire.payloads import EventPage, MessagePage
 
 NDJSON = "application/x-ndjson"
 _json = msgspec.json.Encoder()
@@ -68,17 +69,6 @@ class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
         storable("name", self.name)
         if self.id is not None and not re.match(limits.ROOM_ID_STRICT, self.id):
             raise ValueError("id must be 1-64 of A-Z a-z 0-9 _ -")
-
-
-class MessagePage(msgspec.Struct):
-    messages: list[dict[str, Any]]
-    nextBefore: int | None
-
-
-class EventPage(msgspec.Struct):
-    events: list[dict[str, Any]]
-    next: int | None
-    version: int
 
 
 def services(state: State) -> Services:

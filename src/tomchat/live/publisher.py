@@ -16,6 +16,7 @@ from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, Rep
 from tomchat.live.sendbuffer import packet_size
 from tomchat.store.rooms import RoomReader
 from tomchat.wire.outgoing import ReplyInfo, live_event
+from tomchat.wire.payloads import LiveEvent, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,10 @@ class Publisher:
                 send(eio_sid, frame)
         return size
 
-    def _frames(self, name: str, payload: dict[str, Any]) -> list[Any]:
+    def _frames(self, name: str, payload: LiveEvent) -> list[Any]:
         """The Engine.IO packets ``sio.emit(name, payload)`` would send, encoded once."""
         encoded = self.sio.packet_class(
-            socketio_packet.EVENT, namespace="/", data=[name, payload]
+            socketio_packet.EVENT, namespace="/", data=[name, to_wire(payload)]
         ).encode()
         return [
             eio_packet.Packet(eio_packet.MESSAGE, part)
@@ -133,7 +134,7 @@ class Publisher:
         out = live_event(recorded, info)
         if out is not None:
             name, payload = out
-            await self.sio.emit(name, payload, room=recorded.room_id)
+            await self.sio.emit(name, to_wire(payload), room=recorded.room_id)
 
     def _remember(self, recorded: RecordedEvent) -> None:
         """Follow replies from start to completion: ``aiComplete`` needs their author."""

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
+from msgspec import UNSET
 
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
@@ -20,6 +21,7 @@ from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.database import StoreUnavailable
 from tomchat.store.rooms import RoomReader
 from tomchat.wire import outgoing as wire
+from tomchat.wire import payloads
 from tomchat.wire.incoming import (
     JoinRoom,
     LeaveRoom,
@@ -30,15 +32,15 @@ from tomchat.wire.incoming import (
     StopGeneration,
     parse,
 )
+from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, to_wire
 
 log = logging.getLogger(__name__)
 
-Ack = dict[str, Any]
 Handler = Callable[[str, Any], Awaitable[Ack]]
 
 
-def error(code: str, message: str, **extra: Any) -> Ack:
-    return {"ok": False, "error": {"code": code, "message": message, **extra}}
+def error(code: str, message: str, *, retry_after: float | None = None) -> dict[str, Any]:
+    return to_wire(payloads.error(code, message, retry_after=retry_after))
 
 
 # Errors of the disk under the database or the media folder: the server cannot take the
@@ -46,21 +48,21 @@ def error(code: str, message: str, **extra: Any) -> Ack:
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def answered(handler: Handler) -> Callable[..., Awaitable[Ack]]:
+def answered(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
     """Every failure becomes an ack with a code; nothing escapes to kill the connection."""
 
     @functools.wraps(handler)
-    async def wrapper(sid: str, *args: Any) -> Ack:
+    async def wrapper(sid: str, *args: Any) -> dict[str, Any]:
         try:
             if len(args) > 1:
                 # python-socketio spreads a client's extra arguments over the handler's
                 # parameters; one payload object is the whole protocol.
                 raise PayloadError("bad_request", f"expected one payload, got {len(args)}")
-            return await handler(sid, args[0] if args else None)
+            return to_wire(await handler(sid, args[0] if args else None))
         except PayloadError as exc:
             return error(exc.code, exc.message)
         except RateLimited as exc:
-            return error("rate_limited", str(exc), retryAfter=exc.retry_after)
+            return error("rate_limited", str(exc), retry_after=exc.retry_after)
         except StoreUnavailable as exc:
             return error("unavailable", f"{exc}; try again shortly")
         except OSError as exc:
@@ -152,24 +154,23 @@ class LiveServer:
         if since is not None and since >= 0:
             caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
             if caught is not None and since <= caught.version:
-                return {
-                    "ok": True,
-                    "roomId": room_id,
-                    "version": caught.version,
-                    "events": [wire.raw_event(e) for e in caught.events],
-                }
+                return CatchUpAck(
+                    ok=True,
+                    room_id=room_id,
+                    version=caught.version,
+                    events=[wire.raw_event(e) for e in caught.events],
+                )
         snapshot = await self.reader.snapshot(room_id, limits.SNAPSHOT_PAGE)
-        ack: Ack = {
-            "ok": True,
-            "roomId": room_id,
-            "version": snapshot.version,
-            "messages": [wire.message(m) for m in snapshot.messages],
-            "streaming": [wire.streaming(s) for s in snapshot.streaming],
-            "hasMore": snapshot.has_more,
-        }
-        if since is not None:
-            ack["reset"] = True  # too far behind (or ahead of) the log: start over
-        return ack
+        return SnapshotAck(
+            ok=True,
+            room_id=room_id,
+            version=snapshot.version,
+            messages=[wire.message(m) for m in snapshot.messages],
+            streaming=[wire.streaming(s) for s in snapshot.streaming],
+            has_more=snapshot.has_more,
+            # Too far behind (or ahead of) the log: start over.
+            reset=True if since is not None else UNSET,
+        )
 
     async def send_message(self, sid: str, data: Any) -> Ack:
         p = parse(SendMessage, data)
@@ -180,7 +181,7 @@ class LiveServer:
             p.roomId, username, p.content, client_id=p.clientId
         )
         message_id = getattr(recorded.event, "message_id", "")
-        return {"ok": True, "messageId": message_id, "version": recorded.version}
+        return SendAck(ok=True, message_id=message_id, version=recorded.version)
 
     async def send_voice_message(self, sid: str, data: Any) -> Ack:
         if self.voice_messages is None:
@@ -197,14 +198,14 @@ class LiveServer:
         self._member(sid, p.roomId)
         if not await self.conversation.stop(p.roomId, p.messageId):
             raise PayloadError("not_found", f"no reply {p.messageId!r} in this room")
-        return {"ok": True}
+        return OK
 
     async def leave_room(self, sid: str, data: Any) -> Ack:
         p = parse(LeaveRoom, data)
         await self.sio.leave_room(sid, p.roomId)
         if await self.presence.leave(sid, p.roomId):
             await self.announce(p.roomId)
-        return {"ok": True}
+        return OK
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
@@ -212,11 +213,11 @@ class LiveServer:
         for room_id in await self.presence.drop(sid):
             await self.announce(room_id)
 
-    async def unknown(self, event: str, sid: str, *_: Any) -> Ack:
+    async def unknown(self, event: str, sid: str, *_: Any) -> dict[str, Any]:
         try:
             self.events_limit.check([sid])
         except RateLimited as exc:
-            return error("rate_limited", str(exc), retryAfter=exc.retry_after)
+            return error("rate_limited", str(exc), retry_after=exc.retry_after)
         name = event[:64] if isinstance(event, str) else type(event).__name__
         return error("bad_request", f"unknown event {name!r}")
 
@@ -236,8 +237,7 @@ class LiveServer:
 
     async def announce(self, room_id: str) -> None:
         """Send the room its members (of every process, when scaled out)."""
+        members = await self.presence.members(room_id)
         await self.sio.emit(
-            "presence",
-            {"roomId": room_id, "members": await self.presence.members(room_id)},
-            room=room_id,
+            "presence", to_wire(payloads.Presence(room_id=room_id, members=members)), room=room_id
         )

@@ -20,6 +20,7 @@ from tomchat.domain.events import MessagePosted
 from tomchat.media.containers import audio_duration_ms
 from tomchat.media.files import AUDIO_TYPES, MediaStore, sniff_audio
 from tomchat.wire.incoming import PayloadError, SendVoiceMessage, parse
+from tomchat.wire.payloads import VoiceAck
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class VoiceMessages:
         self.media = media
         self.transcriber = transcriber
 
-    async def handle(self, member: Callable[[str], str], data: Any) -> dict[str, Any]:
+    async def handle(self, member: Callable[[str], str], data: Any) -> VoiceAck:
         """``member(room_id)`` names the sender, or raises if they are not in the room."""
         p = parse(SendVoiceMessage, data)
         username = member(p.roomId)
@@ -90,13 +91,13 @@ class VoiceMessages:
         assert isinstance(event, MessagePosted)
         if event.audio_url != url:
             self.media.delete(name)  # a retried clientId: the first recording stands
-        return {
-            "ok": True,
-            "messageId": event.message_id,
-            "version": recorded.version,
-            "content": event.content,
-            "audioUrl": event.audio_url,
-        }
+        return VoiceAck(
+            ok=True,
+            message_id=event.message_id,
+            version=recorded.version,
+            content=event.content,
+            audio_url=event.audio_url,
+        )
 
 
 def _check_length(duration_ms: int | None) -> None:

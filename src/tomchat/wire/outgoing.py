@@ -1,14 +1,15 @@
-"""Events and rows in the shapes clients see (DESIGN §3)."""
+"""Events and rows in the shapes clients see (the payload types are in ``payloads``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
     MessagePosted,
+    MessageSource,
     RecordedEvent,
     ReplyAudio,
     ReplyChunk,
@@ -17,6 +18,16 @@ from tomchat.domain.events import (
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
+from tomchat.wire.payloads import (
+    AiAudio,
+    AiStart,
+    AiTextChunk,
+    LiveEvent,
+    Message,
+    MessageStatus,
+    RawEvent,
+    Streaming,
+)
 
 
 @dataclass(slots=True)
@@ -32,45 +43,45 @@ def iso(at: datetime) -> str:
     return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def message(row: MessageRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "roomId": row.room_id,
-        "content": row.content,
-        "username": row.author,
-        "timestamp": iso(row.created_at),
-        "isAI": row.is_ai,
-        "audioUrl": row.audio_url,
-        "status": row.status,
-        "source": row.source,
-        "version": row.last_version,
-    }
+def message(row: MessageRow) -> Message:
+    return Message(
+        id=row.id,
+        room_id=row.room_id,
+        content=row.content,
+        username=row.author,
+        timestamp=iso(row.created_at),
+        is_ai=row.is_ai,
+        audio_url=row.audio_url,
+        status=cast(MessageStatus, row.status),
+        source=cast(MessageSource, row.source),
+        version=row.last_version,
+    )
 
 
-def streaming(item: StreamingReply) -> dict[str, Any]:
-    return {
-        "messageId": item.row.id,
-        "roomId": item.row.room_id,
-        "username": item.row.author,
-        "content": item.text,
-        "timestamp": iso(item.row.created_at),
-        "audioUrl": item.row.audio_url,
-        "version": item.row.first_version,
-    }
+def streaming(item: StreamingReply) -> Streaming:
+    return Streaming(
+        message_id=item.row.id,
+        room_id=item.row.room_id,
+        username=item.row.author,
+        content=item.text,
+        timestamp=iso(item.row.created_at),
+        audio_url=item.row.audio_url,
+        version=item.row.first_version,
+    )
 
 
-def raw_event(recorded: RecordedEvent) -> dict[str, Any]:
-    return {
-        "version": recorded.version,
-        "type": recorded.type,
-        "data": data_dict(recorded.event),
-        "recordedAt": iso(recorded.recorded_at),
-    }
+def raw_event(recorded: RecordedEvent) -> RawEvent:
+    return RawEvent(
+        version=recorded.version,
+        type=recorded.type,
+        data=data_dict(recorded.event),
+        recorded_at=iso(recorded.recorded_at),
+    )
 
 
 def live_event(
     recorded: RecordedEvent, reply: ReplyInfo | None = None
-) -> tuple[str, dict[str, Any]] | None:
+) -> tuple[str, LiveEvent] | None:
     """The Socket.IO event a logged event becomes, or None for events clients never see live.
 
     ``reply`` completes an ``aiComplete`` Message.
@@ -78,55 +89,55 @@ def live_event(
     event, room, v = recorded.event, recorded.room_id, recorded.version
     match event:
         case MessagePosted():
-            return "message", {
-                "id": event.message_id,
-                "roomId": room,
-                "content": event.content,
-                "username": event.username,
-                "timestamp": iso(recorded.recorded_at),
-                "isAI": False,
-                "audioUrl": event.audio_url,
-                "status": "complete",
-                "source": event.source,
-                "clientId": event.client_id,
-                "version": v,
-            }
+            return "message", Message(
+                id=event.message_id,
+                room_id=room,
+                content=event.content,
+                username=event.username,
+                timestamp=iso(recorded.recorded_at),
+                is_ai=False,
+                audio_url=event.audio_url,
+                status="complete",
+                source=event.source,
+                client_id=event.client_id,
+                version=v,
+            )
         case ReplyStarted():
-            return "aiStart", {
-                "messageId": event.message_id,
-                "roomId": room,
-                "username": event.character,
-                "timestamp": iso(recorded.recorded_at),
-                "inReplyTo": list(event.in_reply_to),
-                "version": v,
-            }
+            return "aiStart", AiStart(
+                message_id=event.message_id,
+                room_id=room,
+                username=event.character,
+                timestamp=iso(recorded.recorded_at),
+                in_reply_to=list(event.in_reply_to),
+                version=v,
+            )
         case ReplyChunk():
-            return "aiTextChunk", {
-                "messageId": event.message_id,
-                "roomId": room,
-                "chunk": event.text,
-                "index": event.index,
-                "version": v,
-            }
+            return "aiTextChunk", AiTextChunk(
+                message_id=event.message_id,
+                room_id=room,
+                chunk=event.text,
+                index=event.index,
+                version=v,
+            )
         case ReplyAudio():
-            return "aiAudio", {
-                "messageId": event.message_id,
-                "roomId": room,
-                "audioUrl": event.audio_url,
-                "version": v,
-            }
+            return "aiAudio", AiAudio(
+                message_id=event.message_id,
+                room_id=room,
+                audio_url=event.audio_url,
+                version=v,
+            )
         case ReplyCompleted():
             info = reply or ReplyInfo("", recorded.recorded_at)
-            return "aiComplete", {
-                "id": event.message_id,
-                "roomId": room,
-                "content": event.content,
-                "username": info.author,
-                "timestamp": iso(info.started_at),
-                "isAI": True,
-                "audioUrl": info.audio_url,
-                "status": event.status,
-                "error": event.error,
-                "version": v,
-            }
+            return "aiComplete", Message(
+                id=event.message_id,
+                room_id=room,
+                content=event.content,
+                username=info.author,
+                timestamp=iso(info.started_at),
+                is_ai=True,
+                audio_url=info.audio_url,
+                status=event.status,
+                error=event.error,
+                version=v,
+            )
     return None

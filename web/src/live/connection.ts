@@ -263,7 +263,10 @@ export class RoomConnection {
     for (let tries = 1; ; tries++) {
       try {
         const ack = await this.post(item);
-        this.updateOutbox(item.clientId, { messageId: ack.messageId, content: ack.content ?? item.content });
+        this.updateOutbox(item.clientId, {
+          messageId: ack.messageId,
+          content: "content" in ack ? ack.content : item.content,
+        });
         this.pruneOutbox();
         return;
       } catch (error) {

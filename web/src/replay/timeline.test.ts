@@ -62,6 +62,7 @@ describe("Timeline", () => {
     expect(ack.streaming).toEqual([
       {
         messageId: "r1",
+        roomId: "books",
         username: "Tom",
         content: "Hello ",
         timestamp: at(3),

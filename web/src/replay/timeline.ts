@@ -6,6 +6,7 @@
  * answers the questions a scrubber and a pause button ask. Pure: no DOM, no network.
  */
 import type { RawEvent, SnapshotAck, WireMessage, WireStreaming } from "../api/protocol";
+import { asStatus } from "../sync/events";
 
 export interface Voice {
   messageId: string;
@@ -135,7 +136,7 @@ export class Timeline {
             row.message = {
               ...row.message,
               content: str(d.content),
-              status: str(d.status) || "complete",
+              status: asStatus(d.status),
               error: strOrNull(d.error),
             };
             row.chunks = null;
@@ -151,6 +152,7 @@ export class Timeline {
       } else {
         streaming.push({
           messageId: m.id,
+          roomId: m.roomId,
           username: m.username,
           content: chunks.join(""),
           timestamp: m.timestamp,

@@ -92,7 +92,17 @@ describe("joining", () => {
     sync.receive(chunk(6, "r", 1, " world")); // already inside the snapshot's text
     sync.applyAck(
       snapshot(7, [userMessage("a", 4), userMessage("b", 7)], {
-        streaming: [{ messageId: "r", username: "Tom", content: "Hello world", timestamp: T, version: 5 }],
+        streaming: [
+          {
+            messageId: "r",
+            roomId: ROOM,
+            username: "Tom",
+            content: "Hello world",
+            timestamp: T,
+            version: 5,
+            audioUrl: null,
+          },
+        ],
       }),
     );
     sync.receive(chunk(8, "r", 2, "!"));
@@ -380,14 +390,29 @@ describe("older pages around a long reply", () => {
     sync.applyAck(
       snapshot(30, [userMessage("m20", 20), userMessage("m30", 30)], {
         hasMore: true,
-        streaming: [{ messageId: "r", username: "Tom", content: "Still talking", timestamp: T, version: 6 }],
+        streaming: [
+          {
+            messageId: "r",
+            roomId: ROOM,
+            username: "Tom",
+            content: "Still talking",
+            timestamp: T,
+            version: 6,
+            audioUrl: null,
+          },
+        ],
       }),
     );
     expect(ids(sync)).toEqual(["r", "m20", "m30"]);
     expect(sync.olderCursor()).toBe(20);
 
     // The page below 20 holds the reply (as the messages table has it) and what it missed.
-    const streamingRow = { ...userMessage("r", 6, ""), isAI: true, username: "Tom", status: "streaming" };
+    const streamingRow = {
+      ...userMessage("r", 6, ""),
+      isAI: true,
+      username: "Tom",
+      status: "streaming" as const,
+    };
     sync.prependOlder(
       sync.getView().epoch,
       [userMessage("m5", 5), streamingRow, userMessage("m7", 7), userMessage("m19", 19)],
