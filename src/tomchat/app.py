@@ -10,11 +10,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.problem_details import (
-    ProblemDetailsConfig,
-    ProblemDetailsException,
-    ProblemDetailsPlugin,
-)
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from tomchat import __version__
 from tomchat.chat.access import install_log_redaction
@@ -24,6 +20,7 @@ from tomchat.http.api import RoomController, health
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
+from tomchat.http.problems import PROBLEMS
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
 from tomchat.live.publisher import Publisher
@@ -33,25 +30,9 @@ from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media.files import MediaStore
 from tomchat.services import Services
 from tomchat.settings import Settings
-from tomchat.store.database import StoreUnavailable
 from tomchat.store.migrate import upgrade_async
 
 log = logging.getLogger("tomchat")
-
-
-def _unavailable(exc: StoreUnavailable) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        detail=f"{exc}; try again shortly", status_code=503, title="Service Unavailable"
-    )
-
-
-def _internal(exc: Exception) -> ProblemDetailsException:
-    log.error("unhandled error", exc_info=exc)
-    return ProblemDetailsException(
-        detail="the server could not handle this request",
-        status_code=500,
-        title="Internal Server Error",
-    )
 
 
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
@@ -157,10 +138,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
                     enable_for_all_http_exceptions=True,
-                    exception_to_problem_detail_map={
-                        StoreUnavailable: _unavailable,
-                        Exception: _internal,
-                    },
+                    exception_to_problem_detail_map=PROBLEMS,
                 )
             )
         ],

@@ -19,6 +19,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.status_codes import HTTP_206_PARTIAL_CONTENT, HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
 
+from tomchat.domain.errors import TomchatError
 from tomchat.http.guards import TOKEN_PARAMETERS, media_guard
 from tomchat.media.files import MediaNotFound, MediaStore
 
@@ -78,7 +79,7 @@ def media_router(store: MediaStore) -> Router:
     )
 
 
-class _Unsatisfiable(Exception):
+class _Unsatisfiable(TomchatError):
     pass
 
 

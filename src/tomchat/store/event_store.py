@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.codec import decode_event, encode_data
+from tomchat.domain.errors import TomchatError
 from tomchat.domain.events import Event, NewEvent, RecordedEvent, event_type
 from tomchat.store import sqlite_writer
 from tomchat.store.database import Database, StoreUnavailable
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Sequence[RecordedEvent]], None]
 
 
-class AppendConflict(Exception):
+class AppendConflict(TomchatError):
     """The append contradicts what the log already holds; retrying it will not help."""
 
 

@@ -1,0 +1,30 @@
+"""Settings for a test server: one place that says what a test server looks like."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from tomchat.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def make_settings(tmp_path: Path, *, name: str = "tomchat", **overrides: Any) -> Settings:
+    """A server of its own: a SQLite file and a media folder under ``tmp_path`` (``name``
+    keeps several servers of one test apart), a free port, a quick demo model, and nothing
+    from the environment. ``overrides`` are any other settings (``database_url`` too)."""
+    media = "media" if name == "tomchat" else f"media-{name}"
+    defaults: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}",
+        "port": free_port(),
+        "media_dir": tmp_path / media,
+        "demo_delay_ms": 30,
+    }
+    return Settings.from_env({}, **{**defaults, **overrides})
