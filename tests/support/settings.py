@@ -16,15 +16,21 @@ def free_port() -> int:
         return port
 
 
-def make_settings(tmp_path: Path, *, name: str = "tomchat", **overrides: Any) -> Settings:
+def make_settings(
+    tmp_path: Path,
+    *,
+    name: str = "tomchat",
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
     """A server of its own: a SQLite file and a media folder under ``tmp_path`` (``name``
-    keeps several servers of one test apart), a free port, a quick demo model, and nothing
-    from the environment. ``overrides`` are any other settings (``database_url`` too)."""
+    keeps several servers of one test apart) and a free port. Only ``env`` is read as the
+    environment (never the machine's); ``overrides`` are any other settings, as
+    ``Settings.from_env`` takes them (``database_url`` too)."""
     media = "media" if name == "tomchat" else f"media-{name}"
     defaults: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}",
         "port": free_port(),
         "media_dir": tmp_path / media,
-        "demo_delay_ms": 30,
     }
-    return Settings.from_env({}, **{**defaults, **overrides})
+    return Settings.from_env(env or {}, **{**defaults, **overrides})
