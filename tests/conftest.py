@@ -6,7 +6,8 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.support.settings import make_settings
 from tomchat.app import create_app
 from tomchat.services import Services
 from tomchat.settings import Settings
@@ -93,13 +95,6 @@ async def store(database_url: str) -> AsyncIterator[EventStore]:
     await db.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class RunningServer:
     url: str
@@ -130,19 +125,43 @@ async def start_server(settings: Settings) -> tuple[RunningServer, Any]:
     return running, stop
 
 
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
+    """A real server (uvicorn, in this event loop) for these settings, while inside."""
+    running, stop = await start_server(settings)
+    try:
+        yield running
+    finally:
+        await stop()
+
+
+ServerFactory = Callable[..., Awaitable[RunningServer]]
+
+
 @pytest.fixture
-def server_settings(sqlite_url: str, tmp_path: Path) -> Settings:
-    return Settings.from_env(
-        {},
-        database_url=sqlite_url,
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        demo_delay_ms=30,
-    )
+async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """``await server_factory(**settings)``: a real server with ``make_settings(tmp_path,
+    **settings)`` (or ``settings=`` made by hand), stopped after the test. Several servers
+    of one test get a database and media folder each."""
+    async with AsyncExitStack() as stack:
+        count = 0
+
+        async def start(settings: Settings | None = None, **overrides: Any) -> RunningServer:
+            nonlocal count
+            if settings is None:
+                settings = make_settings(tmp_path, name=f"server{count}", **overrides)
+            count += 1
+            return await stack.enter_async_context(serve(settings))
+
+        yield start
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, demo_delay_ms=30)
 
 
 @pytest.fixture
 async def server(server_settings: Settings) -> AsyncIterator[RunningServer]:
-    running, stop = await start_server(server_settings)
-    yield running
-    await stop()
+    async with serve(server_settings) as running:
+        yield running

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.settings import free_port
 
 pytestmark = pytest.mark.timeout(90)
 

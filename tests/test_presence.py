@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -12,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL, need_service
+from tests.support.polling import eventually
 from tomchat.cluster.bus import ProcessIdentity
 from tomchat.cluster.presence import Presence, SharedPresence
 
@@ -74,9 +74,7 @@ async def test_members_span_processes_and_a_dead_one_drops_out(
     # A dies without a word: its heartbeat stops and nothing of it is cleaned up.
     assert a._task is not None
     a._task.cancel()
-    async with asyncio.timeout(5):
-        while "room" not in told:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: "room" in told, timeout=5, interval=0.05)
     assert await b.members("room") == ["bob"]
     assert await redis.hlen(f"{prefix}:presence:room") == 2, "the dead entries are gone"
 

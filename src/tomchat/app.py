@@ -3,55 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import socketio
 from litestar import Litestar, Router
-from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.problem_details import (
-    ProblemDetailsConfig,
-    ProblemDetailsException,
-    ProblemDetailsPlugin,
-)
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from tomchat import __version__
 from tomchat.chat.access import install_log_redaction
-from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
+from tomchat.http.problems import PROBLEMS
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
-from tomchat.live.publisher import Publisher
 from tomchat.live.sendbuffer import BoundedAsyncServer
-from tomchat.live.server import LiveServer
-from tomchat.live.voice_messages import VoiceMessages
-from tomchat.media.files import MediaStore
 from tomchat.services import Services
 from tomchat.settings import Settings
-from tomchat.store.database import StoreUnavailable
-from tomchat.store.migrate import upgrade_async
 
 log = logging.getLogger("tomchat")
-
-
-def _unavailable(exc: StoreUnavailable) -> ProblemDetailsException:
-    return ProblemDetailsException(
-        detail=f"{exc}; try again shortly", status_code=503, title="Service Unavailable"
-    )
-
-
-def _internal(exc: Exception) -> ProblemDetailsException:
-    log.error("unhandled error", exc_info=exc)
-    return ProblemDetailsException(
-        detail="the server could not handle this request",
-        status_code=500,
-        title="Internal Server Error",
-    )
 
 
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
@@ -81,60 +58,44 @@ def create_worker_app() -> Any:
     return create_app(Settings.from_env(), migrate=False)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any:
+class TomchatApp(socketio.ASGIApp):  # type: ignore[misc]  # python-socketio is untyped
+    """Socket.IO beside Litestar, and the services both run on (for tests and tools that
+    run the app in-process, and may swap a part before it starts)."""
+
+    def __init__(self, sio: socketio.AsyncServer, api: Litestar, services: Services) -> None:
+        super().__init__(sio, other_asgi_app=api, socketio_path="socket.io")
+        self.services = services
+
+
+def dependencies(services: Services) -> dict[str, Provide]:
+    """What the REST handlers ask for by parameter name. Read when a request comes, so a
+    part swapped on ``app.services`` before start-up is the one they get."""
+
+    def part(name: str) -> Provide:
+        def provide() -> Any:
+            return getattr(services, name)
+
+        provide.__name__ = f"provide_{name}"
+        return Provide(provide, use_cache=False, sync_to_thread=False)
+
+    names = ("db", "store", "reader", "conversation", "access", "presence", "cluster", "media")
+    return {name: part(name) for name in names}
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> TomchatApp:
     """The whole tomchat ASGI application for these settings."""
     settings = settings or Settings.from_env()
-    services = Services.build(settings)
     sio = create_socketio(settings)
-    media = services.media or MediaStore(settings.media_dir)
-    voice_messages = VoiceMessages(services.conversation, media, services.transcriber)
-    cluster = services.cluster
-    assert cluster is not None
-    presence = (
-        SharedPresence(cluster.redis, cluster.prefix, cluster.identity)
-        if cluster.redis is not None
-        else Presence()
-    )
-    services.live = LiveServer(
-        sio,
-        services.conversation,
-        services.reader,
-        voice_messages,
-        access=services.access,
-        live_limits=settings.live_limits,
-        presence=presence,
-    )
+    services = Services.build(settings, sio)
     install_log_redaction()  # invite tokens in query strings stay out of the access log
-    publisher = Publisher(sio, services.reader)
-    services.store.subscribe(publisher.on_commit)
 
-    async def start() -> None:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with services.running(migrate=migrate):
+            yield
+
+    def document() -> None:
         document_problems(api.openapi_schema)  # before anyone has fetched /schema
-        if migrate:
-            await upgrade_async(settings.database_url)
-        settings.media_dir.mkdir(parents=True, exist_ok=True)
-        services.store.start()
-        publisher.start()
-        await cluster.start()
-        assert services.live is not None
-        await presence.start(services.live.announce)
-        recovered = await services.conversation.recover()
-        if recovered:
-            log.warning("taking over %d rooms left mid-reply by stopped processes", recovered)
-        services.conversation.start()
-
-    async def stop() -> None:
-        await services.conversation.close()
-        if services.voice is not None:
-            await services.voice.aclose()  # before the store closes: it records the audio
-        if services.transcriber is not None:
-            await services.transcriber.aclose()
-        await services.store.close()
-        await publisher.close()
-        await services.model.aclose()
-        await presence.close()
-        await cluster.close()
-        await services.db.dispose()
 
     api = Litestar(
         route_handlers=[
@@ -145,28 +106,23 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
                 route_handlers=[RoomController, *transcript_routes],
                 parameters=TOKEN_PARAMETERS,
             ),
-            media_router(media),
+            media_router(services.access),
             web_router(settings.static_dir),
         ],
+        dependencies=dependencies(services),
         # Every route with a room_id, whichever router it is on, needs a private room's token.
-        guards=[room_guard],
-        on_startup=[start],
-        on_shutdown=[stop],
-        state=State({"services": services}),
+        guards=[room_guard(services.access)],
+        lifespan=[lifespan],
+        on_startup=[document],
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
                     enable_for_all_http_exceptions=True,
-                    exception_to_problem_detail_map={
-                        StoreUnavailable: _unavailable,
-                        Exception: _internal,
-                    },
+                    exception_to_problem_detail_map=PROBLEMS,
                 )
             )
         ],
         openapi_config=OpenAPIConfig(title="tomchat", version=__version__, path="/schema"),
         logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 400}),
     )
-    app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
-    app.services = services  # for tests and tools that run the app in-process
-    return app
+    return TomchatApp(sio, api, services)

@@ -13,7 +13,8 @@ from tomchat.ai.demo import DemoChatModel
 from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.openai_compat import JanitorChatModel, OpenAIChatModel
 from tomchat.ai.protocols import ChatModel, Speech, Transcriber
-from tomchat.settings import ConfigError, Settings
+from tomchat.domain.errors import ConfigError
+from tomchat.settings import Settings
 
 ChatModelFactory = Callable[[Settings], ChatModel]
 SpeechFactory = Callable[[Settings], Speech | None]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+
+import socketio
 
 from tomchat.ai.characters import load_character
 from tomchat.ai.demo import DEMO_GREETING_SUFFIX
@@ -12,21 +16,28 @@ from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
+from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain.character import Character
+from tomchat.live.publisher import Publisher
+from tomchat.live.server import LiveServer
+from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media.files import MediaStore
 from tomchat.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.settings import Settings
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.leases import ReplyLeases
+from tomchat.store.migrate import upgrade_async
 from tomchat.store.rooms import RoomReader
 
-if TYPE_CHECKING:
-    from tomchat.live.server import LiveServer
+log = logging.getLogger("tomchat")
 
 
 @dataclass
 class Services:
+    """Every part, built at once (a bad setting fails here, before a port is opened), then
+    started and closed together by :meth:`running`."""
+
     settings: Settings
     db: Database
     store: EventStore
@@ -34,18 +45,17 @@ class Services:
     model: ChatModel
     character: Character
     conversation: Conversation
-    live: LiveServer | None = None  # set by the app that mounts Socket.IO
-    media: MediaStore | None = None
-    voice: Voice | None = None  # speaks replies; None without TOMCHAT_TTS
-    transcriber: Transcriber | None = None  # hears voice messages; None without TOMCHAT_ASR
-    cluster: Cluster | None = None  # this process among the others (Redis when scaled out)
-    access: RoomAccess = field(init=False)  # private rooms' tokens
-
-    def __post_init__(self) -> None:
-        self.access = RoomAccess(self.db)
+    media: MediaStore
+    voice: Voice | None  # speaks replies; None without TOMCHAT_TTS
+    transcriber: Transcriber | None  # hears voice messages; None without TOMCHAT_ASR
+    cluster: Cluster  # this process among the others (Redis when scaled out)
+    presence: Presence  # who is in which room, of every process
+    access: RoomAccess  # private rooms' tokens
+    live: LiveServer  # the Socket.IO handlers
+    publisher: Publisher  # committed events out to the rooms' sockets
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Services:
         db = Database(settings.database_url)
         store = EventStore(db)
         reader = RoomReader(db)
@@ -63,16 +73,71 @@ class Services:
         conversation = Conversation(
             store, reader, model, character, voice, leases=leases, bus=cluster.bus
         )
-        return cls(
-            settings,
-            db,
-            store,
-            reader,
-            model,
-            character,
+        presence = (
+            SharedPresence(cluster.redis, cluster.prefix, cluster.identity)
+            if cluster.redis is not None
+            else Presence()
+        )
+        access = RoomAccess(db)
+        live = LiveServer(
+            sio,
             conversation,
+            reader,
+            VoiceMessages(conversation, media, transcriber),
+            access=access,
+            live_limits=settings.live_limits,
+            presence=presence,
+        )
+        publisher = Publisher(sio, reader)
+        store.subscribe(publisher.on_commit)
+        return cls(
+            settings=settings,
+            db=db,
+            store=store,
+            reader=reader,
+            model=model,
+            character=character,
+            conversation=conversation,
             media=media,
             voice=voice,
             transcriber=transcriber,
             cluster=cluster,
+            presence=presence,
+            access=access,
+            live=live,
+            publisher=publisher,
         )
+
+    @asynccontextmanager
+    async def running(self, *, migrate: bool = True) -> AsyncIterator[Services]:
+        """Start everything; on leaving (or on a failed start) close it, in one exit stack.
+
+        Closing runs in the reverse order of the pushes below: replies stop first; voice
+        and transcriber close before the store (the voice records the audio); the publisher
+        after the store, so the store's last commits still go out; the database last. Each
+        close is harmless on a part that never started, so the pushes can come in this
+        order, ahead of the starts, whose order is the one the parts need."""
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.db.dispose)
+            stack.push_async_callback(self.cluster.close)
+            stack.push_async_callback(self.presence.close)
+            stack.push_async_callback(self.model.aclose)
+            stack.push_async_callback(self.publisher.close)
+            stack.push_async_callback(self.store.close)
+            if self.transcriber is not None:
+                stack.push_async_callback(self.transcriber.aclose)
+            if self.voice is not None:
+                stack.push_async_callback(self.voice.aclose)
+            if migrate:
+                await upgrade_async(self.settings.database_url)
+            self.settings.media_dir.mkdir(parents=True, exist_ok=True)
+            self.store.start()
+            self.publisher.start()
+            await self.cluster.start()
+            await self.presence.start(self.live.announce)
+            recovered = await self.conversation.recover()
+            if recovered:
+                log.warning("taking over %d rooms left mid-reply by stopped processes", recovered)
+            stack.push_async_callback(self.conversation.close)
+            self.conversation.start()
+            yield self

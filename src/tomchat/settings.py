@@ -9,11 +9,10 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from tomchat.domain.errors import ConfigError
 from tomchat.domain.limits import LiveLimits
 
-
-class ConfigError(Exception):
-    """A setting is unusable; the message says which and why."""
+__all__ = ["ConfigError", "Settings"]
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:

@@ -21,9 +21,10 @@ import pytest
 import socketio
 
 from tests.ai.conftest import LLM_KEY
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, serve, start_server
 from tests.fakes.fish import MP3_FRAME_MS, FakeFish, mp3_frame
 from tests.fakes.llm import FakeLLM, Hang, Reply, openai_chunk, openai_stream, sse
+from tests.support.settings import make_settings
 from tomchat.domain.events import MessagePosted, ReplyAudio, ReplyCompleted
 from tomchat.domain.limits import LiveLimits, Rate
 from tomchat.settings import Settings
@@ -111,20 +112,13 @@ def voice_settings(tmp_path: Path, llm: FakeLLM, fish: FakeFish, **overrides: An
         "TOMCHAT_FISH_BASE_URL": fish.url,
         "TOMCHAT_FISH_VOICE": "tom-voice",
     }
-    return Settings.from_env(
-        env,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tomchat.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        **overrides,
-    )
+    return make_settings(tmp_path, env=env, **overrides)
 
 
 @pytest.fixture
 async def server(tmp_path: Path, llm: FakeLLM, fish: FakeFish) -> AsyncIterator[RunningServer]:
-    running, stop = await start_server(voice_settings(tmp_path, llm, fish))
-    yield running
-    await stop()
+    async with serve(voice_settings(tmp_path, llm, fish)) as running:
+        yield running
 
 
 async def listener(server: RunningServer, room: str, user: str) -> Listener:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import socketio
 from sqlalchemy import func, select
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, ServerFactory
 from tomchat.domain.limits import LiveLimits, Rate
-from tomchat.settings import Settings
 from tomchat.store.schema import events
 
 # Limits no test reaches by accident: for suites about something else than rate limiting.
@@ -31,27 +27,14 @@ StartServer = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start(tmp_path: Path) -> AsyncIterator[StartServer]:
-    """``await start(live_limits=..., **settings)``: a real server, stopped after the test."""
-    stops: list[Callable[[], Awaitable[None]]] = []
+def start(server_factory: ServerFactory) -> StartServer:
+    """``await start(live_limits=..., **settings)``: a real server with a quick demo model,
+    stopped after the test."""
 
     async def run(**overrides: Any) -> RunningServer:
-        index = len(stops)
-        settings = Settings.from_env(
-            {},
-            database_url=f"sqlite+aiosqlite:///{tmp_path / f'tomchat{index}.db'}",
-            port=free_port(),
-            media_dir=tmp_path / f"media{index}",
-            demo_delay_ms=5,
-        )
-        settings = replace(settings, **overrides)
-        running, stop = await start_server(settings)
-        stops.append(stop)
-        return running
+        return await server_factory(**{"demo_delay_ms": 5, **overrides})
 
-    yield run
-    for stop in reversed(stops):
-        await stop()
+    return run
 
 
 async def connect(server: RunningServer) -> socketio.AsyncClient:
@@ -76,9 +59,3 @@ async def log_of(server: RunningServer) -> list[tuple[str, int, str, dict[str, A
     async with server.services.db.reader.connect() as conn:
         rows = await conn.execute(select(events).order_by(events.c.position))
         return [(r.room_id, r.version, r.type, json.loads(r.data)) for r in rows]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ import httpx
 import pytest
 import socketio
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, start_server
 from tests.hardening.conftest import GENEROUS, call, connect
-from tomchat.settings import Settings
+from tests.support.settings import make_settings
 from tomchat.store.database import Database
 from tomchat.store.rebuild import rebuild_projections
 from tomchat.store.recorders import SqliteRecorder
@@ -101,16 +100,7 @@ async def consistent(url: str) -> None:
 
 
 async def test_full_disk_then_room_again(small_disk: Path) -> None:
-    settings = replace(
-        Settings.from_env(
-            {},
-            database_url=f"sqlite+aiosqlite:///{small_disk / 'tomchat.db'}",
-            port=free_port(),
-            media_dir=small_disk / "media",
-            demo_delay_ms=0,
-        ),
-        live_limits=GENEROUS,
-    )
+    settings = make_settings(small_disk, demo_delay_ms=0, live_limits=GENEROUS)
     server, stop = await start_server(settings)
     try:
         sio = await connect(server)
@@ -139,16 +129,7 @@ async def test_full_disk_then_room_again(small_disk: Path) -> None:
 
 
 async def test_read_only_sqlite_then_writable_again(tmp_path: Path) -> None:
-    settings = replace(
-        Settings.from_env(
-            {},
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'tomchat.db'}",
-            port=free_port(),
-            media_dir=tmp_path / "media",
-            demo_delay_ms=0,
-        ),
-        live_limits=GENEROUS,
-    )
+    settings = make_settings(tmp_path, demo_delay_ms=0, live_limits=GENEROUS)
     server, stop = await start_server(settings)
     try:
         sio = await connect(server)
@@ -192,15 +173,8 @@ async def test_read_only_postgresql_then_writable_again(postgres_url: str, tmp_p
         finally:
             await conn.close()
 
-    settings = replace(
-        Settings.from_env(
-            {},
-            database_url=postgres_url,
-            port=free_port(),
-            media_dir=tmp_path / "media",
-            demo_delay_ms=0,
-        ),
-        live_limits=GENEROUS,
+    settings = make_settings(
+        tmp_path, database_url=postgres_url, demo_delay_ms=0, live_limits=GENEROUS
     )
     server, stop = await start_server(settings)
     try:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, start_server
 from tests.fakes.background import BackgroundLoop
 from tests.hardening.conftest import GENEROUS, log_of
-from tomchat.settings import Settings
+from tests.support.polling import eventually
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -126,14 +127,7 @@ class Accepted:
 @pytest.fixture
 def background(tmp_path: Path) -> Iterator[tuple[BackgroundLoop, RunningServer]]:
     loop = BackgroundLoop("fuzzed-server")
-    settings = Settings.from_env(
-        {},
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        demo_delay_ms=0,
-    )
-    settings = replace(settings, live_limits=GENEROUS)
+    settings = make_settings(tmp_path, demo_delay_ms=0, live_limits=GENEROUS)
     server, stop = loop.run(start_server(settings), timeout=30)
     try:
         yield loop, server
@@ -218,12 +212,14 @@ def test_fuzzed_payloads_leave_the_log_exactly_as_the_valid_requests_made_it(
         assert sent["ok"]
         accepted.rooms.add("fz-after")
         accepted.messages[sent["messageId"]] = ("fz-after", "hello", sent["version"])
+
         # Replies to the last messages finish before the log is read.
-        async with asyncio.timeout(60):
-            while await server.services.reader.streaming_replies() or any(
-                [await server.services.reader.unanswered(r) for r in accepted.rooms]
-            ):
-                await asyncio.sleep(0.05)
+        async def settled() -> bool:
+            reader = server.services.reader
+            unanswered = [await reader.unanswered(r) for r in accepted.rooms]
+            return not await reader.streaming_replies() and not any(unanswered)
+
+        await eventually(settled, timeout=60, interval=0.05)
         await fresh.disconnect()
         await sio.disconnect()
 

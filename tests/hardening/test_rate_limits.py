@@ -15,8 +15,8 @@ from tests.hardening.conftest import (
     call,
     connect,
     event_count,
-    eventually,
 )
+from tests.support.polling import eventually
 from tomchat.domain.limits import Rate
 from tomchat.live.ratelimit import Limiter, RateLimited, TokenBuckets
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, start_server
 from tests.fakes.background import BackgroundLoop
 from tests.hardening.conftest import GENEROUS
-from tomchat.settings import Settings
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,16 +35,7 @@ EXAMPLES = int(os.environ.get("TOMCHAT_SCHEMATHESIS_EXAMPLES", "40"))
 @pytest.fixture
 def api_server(tmp_path: Path) -> Iterator[RunningServer]:
     loop = BackgroundLoop("schemathesis-server")
-    settings_ = replace(
-        Settings.from_env(
-            {},
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
-            port=free_port(),
-            media_dir=tmp_path / "media",
-            demo_delay_ms=0,
-        ),
-        live_limits=GENEROUS,
-    )
+    settings_ = make_settings(tmp_path, demo_delay_ms=0, live_limits=GENEROUS)
     server, stop = loop.run(start_server(settings_), timeout=30)
     # Rooms the generated ids may hit, so success answers are checked too, not only 404s.
     for room_id in ("a", "b", "A", "0", "-", "_"):

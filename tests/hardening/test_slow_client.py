@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from tests.conftest import RunningServer, free_port
-from tests.hardening.conftest import GENEROUS, StartServer, eventually
+from tests.conftest import RunningServer
+from tests.hardening.conftest import GENEROUS, StartServer
+from tests.support.polling import eventually
 from tests.support.room_client import RoomClient
+from tests.support.settings import make_settings
 from tomchat.app import create_app
 from tomchat.domain.events import MessagePosted
 from tomchat.live.sendbuffer import BoundedEngineIO, SendBuffer
-from tomchat.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,13 +112,7 @@ async def small_buffers(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server whose connections have small kernel send buffers (accepted sockets inherit
     the listening socket's), so a stalled reader backs up into the server's own queue after
     a few hundred KiB, not after the megabytes Linux would otherwise let it absorb."""
-    settings = Settings.from_env(
-        {},
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        live_limits=replace(GENEROUS, send_buffer_bytes=LIMIT),
-    )
+    settings = make_settings(tmp_path, live_limits=replace(GENEROUS, send_buffer_bytes=LIMIT))
     app = create_app(settings)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,9 +120,7 @@ async def small_buffers(tmp_path: Path) -> AsyncIterator[RunningServer]:
     sock.bind(("127.0.0.1", settings.port))
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(20):
-        while not server.started:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: server.started, timeout=20)
     yield RunningServer(f"http://127.0.0.1:{settings.port}", app.services, settings)
     server.should_exit = True
     await task

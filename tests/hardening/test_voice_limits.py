@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import socketio
 
-from tests.conftest import RunningServer, free_port, start_server
+from tests.conftest import RunningServer, serve
 from tests.fakes.fish import FakeFish
 from tests.hardening.conftest import GENEROUS
+from tests.support.settings import make_settings
 from tomchat.domain import limits
 from tomchat.domain.events import MessagePosted
 from tomchat.media.containers import audio_duration_ms
-from tomchat.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,16 +128,8 @@ def fish() -> Iterator[FakeFish]:
 @pytest.fixture
 async def voice_server(tmp_path: Path, fish: FakeFish) -> Any:
     env = {"TOMCHAT_ASR": "fish", "FISH_API_KEY": fish.api_key, "TOMCHAT_FISH_BASE_URL": fish.url}
-    settings = Settings.from_env(
-        env,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'voice.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        live_limits=GENEROUS,
-    )
-    running, stop = await start_server(settings)
-    yield running
-    await stop()
+    async with serve(make_settings(tmp_path, env=env, live_limits=GENEROUS)) as running:
+        yield running
 
 
 async def test_long_recordings_are_refused(voice_server: RunningServer, fish: FakeFish) -> None:

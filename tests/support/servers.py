@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support.settings import free_port
 
 TOMCHAT = [sys.executable, "-m", "tomchat.cli"]
 

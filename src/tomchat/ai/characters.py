@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tomchat.domain.character import TOM, Character
-from tomchat.settings import ConfigError
+from tomchat.domain.errors import ConfigError, TomchatError
 
 MAX_CARD_BYTES = 8 * 1024 * 1024
 MAX_NAME_CHARS = 64
@@ -56,7 +56,7 @@ def load_character(path: Path | str | None) -> Character:
         raise ConfigError(f"{where}: {error}") from None
 
 
-class CardError(ValueError):
+class CardError(TomchatError, ValueError):
     pass
 
 

@@ -22,6 +22,7 @@ import msgspec
 from tomchat.ai.protocols import ChatModelError, ChatTurn
 from tomchat.ai.redaction import redact
 from tomchat.ai.sse import ServerSentEvent, SSEParser
+from tomchat.domain.errors import TomchatError
 
 log = logging.getLogger("tomchat.ai.llm")
 
@@ -64,7 +65,7 @@ class Timeouts:
         )
 
 
-class _BeforeFirstByte(Exception):
+class _BeforeFirstByte(TomchatError):
     """A failure that left the upstream answer unread; safe to try again if ``retryable``."""
 
     def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:

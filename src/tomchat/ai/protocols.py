@@ -6,6 +6,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from tomchat.domain.errors import TomchatError
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -15,7 +17,7 @@ class ChatTurn:
     content: str
 
 
-class ChatModelError(Exception):
+class ChatModelError(TomchatError):
     """The model failed; ``str(error)`` is safe to show to the room (no secrets)."""
 
 
@@ -31,7 +33,7 @@ class ChatModel(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SpeechError(Exception):
+class SpeechError(TomchatError):
     pass
 
 
@@ -51,7 +53,7 @@ class Transcription:
     duration_ms: int | None = None
 
 
-class TranscriberError(Exception):
+class TranscriberError(TomchatError):
     pass
 
 

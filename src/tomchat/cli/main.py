@@ -15,10 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 
 from tomchat.chat.export import FORMATS
-from tomchat.settings import ConfigError, Settings
+from tomchat.domain.errors import ConfigError, TomchatError
+from tomchat.settings import Settings
 
 
-class CliError(Exception):
+class CliError(TomchatError):
     """Printed as one line, no traceback."""
 
 

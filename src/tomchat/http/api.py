@@ -9,16 +9,21 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
+from tomchat.chat.access import RoomAccess
+from tomchat.chat.conversation import Conversation
+from tomchat.cluster.bus import Cluster
+from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
-from tomchat.services import Services
-from tomchat.store.rooms import RoomInfo
+from tomchat.store.database import Database
+from tomchat.store.event_store import EventStore
+from tomchat.store.rooms import RoomInfo, RoomReader
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire import outgoing as wire
 from tomchat.wire.incoming import storable
@@ -71,12 +76,6 @@ class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("id must be 1-64 of A-Z a-z 0-9 _ -")
 
 
-def services(state: State) -> Services:
-    found = state.services
-    assert isinstance(found, Services)
-    return found
-
-
 def _room(info: RoomInfo, members: int, *, private: bool = False) -> Room:
     return Room(
         id=info.id,
@@ -90,16 +89,14 @@ def _room(info: RoomInfo, members: int, *, private: bool = False) -> Room:
     )
 
 
-async def _members(svc: Services, room_ids: list[str]) -> dict[str, int]:
-    # Connections of every process when scaled out (live.presence.SharedPresence).
-    return await svc.live.presence.counts(room_ids) if svc.live is not None else {}
+# The handlers' parameters named db, store, reader, conversation, access, presence, cluster
+# and media are the process's services, given by dependency injection (``tomchat.app``).
 
 
 @get("/api/health", tags=["health"])
-async def health(state: State) -> Health:
-    svc = services(state)
-    database = "ok" if await svc.db.ping() else "unavailable"
-    reachable = await svc.cluster.ping() if svc.cluster is not None else None
+async def health(db: NamedDependency[Database], cluster: NamedDependency[Cluster]) -> Health:
+    database = "ok" if await db.ping() else "unavailable"
+    reachable = await cluster.ping()
     redis = "disabled" if reachable is None else "ok" if reachable else "unavailable"
     healthy = database == "ok" and redis != "unavailable"
     return Health(status="ok" if healthy else "degraded", database=database, redis=redis)
@@ -110,65 +107,82 @@ class RoomController(Controller):
     tags = ["rooms"]
 
     @get("/")
-    async def list_rooms(self, state: State) -> list[Room]:
-        svc = services(state)
-        rooms = await svc.reader.rooms()
+    async def list_rooms(
+        self,
+        reader: NamedDependency[RoomReader],
+        access: NamedDependency[RoomAccess],
+        presence: NamedDependency[Presence],
+    ) -> list[Room]:
+        rooms = await reader.rooms()
         # Private rooms are invite-only: they are not listed.
-        hidden = await svc.access.private_ids([info.id for info in rooms])
+        hidden = await access.private_ids([info.id for info in rooms])
         listed = [info for info in rooms if info.id not in hidden]
-        counts = await _members(svc, [info.id for info in listed])
+        # Connections of every process when scaled out (cluster.presence.SharedPresence).
+        counts = await presence.counts([info.id for info in listed])
         return [_room(info, counts.get(info.id, 0)) for info in listed]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_room(self, state: State, data: JSONBody[NewRoom]) -> CreatedRoom:
-        svc = services(state)
+    async def create_room(
+        self,
+        data: JSONBody[NewRoom],
+        reader: NamedDependency[RoomReader],
+        access: NamedDependency[RoomAccess],
+        conversation: NamedDependency[Conversation],
+        presence: NamedDependency[Presence],
+    ) -> CreatedRoom:
         room_id = data.id or _slug(data.name)
         token: str | None = None
         if data.private:
-            token = await svc.access.create_private_room(svc.conversation, room_id, data.name)
+            token = await access.create_private_room(conversation, room_id, data.name)
             created = token is not None
         else:
-            created = await svc.conversation.ensure_room(room_id, data.name)
+            created = await conversation.ensure_room(room_id, data.name)
         if not created:
             raise ClientException(f"room {room_id!r} exists already", status_code=409)
-        info = await svc.reader.room(room_id)
+        info = await reader.room(room_id)
         assert info is not None
-        members = (await _members(svc, [room_id])).get(room_id, 0)
+        members = (await presence.counts([room_id])).get(room_id, 0)
         room = _room(info, members, private=data.private)
         return CreatedRoom(**msgspec.structs.asdict(room), token=token)
 
     @get("/{room_id:str}")
-    async def get_room(self, state: State, room_id: RoomIdParam) -> Room:
-        svc = services(state)
-        info = await svc.reader.room(room_id)
+    async def get_room(
+        self,
+        room_id: RoomIdParam,
+        reader: NamedDependency[RoomReader],
+        access: NamedDependency[RoomAccess],
+        presence: NamedDependency[Presence],
+    ) -> Room:
+        info = await reader.room(room_id)
         if info is None:
             raise NotFoundException(f"no room {room_id!r}")
         # The guard has already checked the token of a private room.
-        private = bool(await svc.access.private_ids([room_id]))
-        members = (await _members(svc, [room_id])).get(room_id, 0)
+        private = bool(await access.private_ids([room_id]))
+        members = (await presence.counts([room_id])).get(room_id, 0)
         return _room(info, members, private=private)
 
     @get("/{room_id:str}/messages")
     async def messages(
         self,
-        state: State,
+        reader: NamedDependency[RoomReader],
         room_id: RoomIdParam,
         before: Annotated[
             int | None, QueryParameter(ge=1, le=limits.MAX_VERSION, description="a room version")
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> MessagePage:
-        svc = services(state)
-        if await svc.reader.room(room_id) is None:
+        if await reader.room(room_id) is None:
             raise NotFoundException(f"no room {room_id!r}")
-        rows, next_before = await svc.reader.page(room_id, before, limit)
+        rows, next_before = await reader.page(room_id, before, limit)
         return MessagePage([wire.message(r) for r in rows], next_before)
 
     @get("/{room_id:str}/events")
     async def events(
         self,
         request: Request[Any, Any, Any],
-        state: State,
+        db: NamedDependency[Database],
+        store: NamedDependency[EventStore],
+        reader: NamedDependency[RoomReader],
         room_id: RoomIdParam,
         after: Annotated[int, QueryParameter(ge=0, le=limits.MAX_VERSION)] = 0,
         limit: Annotated[
@@ -179,17 +193,16 @@ class RoomController(Controller):
         """The raw log after version ``after``: a JSON page with the next cursor, or with
         ``Accept: application/x-ndjson`` every event to the room's current head, one a line
         (at most ``limit`` if given)."""
-        svc = services(state)
-        info = await svc.reader.room(room_id)
+        info = await reader.room(room_id)
         if info is None:
             raise NotFoundException(f"no room {room_id!r}")
         if request.accept.best_match(["application/json", NDJSON]) == NDJSON:
             upto = info.version if limit is None else min(info.version, after + limit)
-            pages = TranscriptReader(svc.db).event_pages(room_id, after, upto=upto)
+            pages = TranscriptReader(db).event_pages(room_id, after, upto=upto)
             # Litestar prefers the handler's JSON media type to the Stream's: say it outright.
             return Stream(_ndjson(pages), media_type=NDJSON, headers={"Content-Type": NDJSON})
         size = limit or 1000
-        found = await svc.store.read_stream(room_id, after, size + 1)
+        found = await store.read_stream(room_id, after, size + 1)
         more = len(found) > size
         page = found[:size]
         return EventPage(

@@ -8,6 +8,7 @@ missing room gets, word for word, so private room ids cannot be probed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -47,23 +48,26 @@ def token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token
 
 
-def _access(connection: ASGIConnection[Any, Any, Any, Any]) -> RoomAccess:
-    access = connection.app.state.services.access
-    assert isinstance(access, RoomAccess)
-    return access
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
-async def room_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    room_id = connection.path_params.get("room_id")
-    if not isinstance(room_id, str):
-        return
-    if not await _access(connection).allows(room_id, token_of(connection)):
-        raise NotFoundException(f"no room {room_id!r}")
+def room_guard(access: RoomAccess) -> Guard:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        room_id = connection.path_params.get("room_id")
+        if not isinstance(room_id, str):
+            return
+        if not await access.allows(room_id, token_of(connection)):
+            raise NotFoundException(f"no room {room_id!r}")
+
+    return guard
 
 
-async def media_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    name = connection.path_params.get("name")
-    if not isinstance(name, str):
-        return
-    if not await _access(connection).allows_media(name, token_of(connection)):
-        raise NotFoundException(f"no media named {name!r}")
+def media_guard(access: RoomAccess) -> Guard:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        name = connection.path_params.get("name")
+        if not isinstance(name, str):
+            return
+        if not await access.allows_media(name, token_of(connection)):
+            raise NotFoundException(f"no media named {name!r}")
+
+    return guard

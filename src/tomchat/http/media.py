@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request, Router, get
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.status_codes import HTTP_206_PARTIAL_CONTENT, HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE
 
+from tomchat.chat.access import RoomAccess
+from tomchat.domain.errors import TomchatError
 from tomchat.http.guards import TOKEN_PARAMETERS, media_guard
 from tomchat.media.files import MediaNotFound, MediaStore
 
@@ -29,16 +32,18 @@ _FINISHED = {"Cache-Control": "public, max-age=31536000, immutable", "Accept-Ran
 _GROWING = {"Cache-Control": "no-store"}
 
 
-def media_router(store: MediaStore) -> Router:
+def media_router(access: RoomAccess) -> Router:
     @get("/{name:str}", summary="An audio file")
-    async def media_file(name: FromPath[str], request: Request[Any, Any, Any]) -> Stream:
+    async def media_file(
+        name: FromPath[str], request: Request[Any, Any, Any], media: NamedDependency[MediaStore]
+    ) -> Stream:
         try:
-            path = store.path(name)
+            path = media.path(name)
         except MediaNotFound:
             raise NotFoundException(f"no media named {name!r}") from None
-        media_type = store.content_type(name)
-        if store.is_growing(name):
-            return Stream(store.follow(name), media_type=media_type, headers=_GROWING)
+        media_type = media.content_type(name)
+        if media.is_growing(name):
+            return Stream(media.follow(name), media_type=media_type, headers=_GROWING)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -53,13 +58,13 @@ def media_router(store: MediaStore) -> Router:
             )
         if wanted is None:
             return Stream(
-                _read(store, name, 0, size),
+                _read(media, name, 0, size),
                 media_type=media_type,
                 headers={**_FINISHED, "Content-Length": str(size)},
             )
         start, end = wanted
         return Stream(
-            _read(store, name, start, end - start + 1),
+            _read(media, name, start, end - start + 1),
             media_type=media_type,
             status_code=HTTP_206_PARTIAL_CONTENT,
             headers={
@@ -73,12 +78,12 @@ def media_router(store: MediaStore) -> Router:
     return Router(
         path="/media",
         route_handlers=[media_file],
-        guards=[media_guard],
+        guards=[media_guard(access)],
         parameters=TOKEN_PARAMETERS,
     )
 
 
-class _Unsatisfiable(Exception):
+class _Unsatisfiable(TomchatError):
     pass
 
 

@@ -15,14 +15,15 @@ from typing import Annotated
 
 import msgspec
 from litestar import get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from tomchat.domain.limits import MAX_VERSION
 from tomchat.domain.pacing import KeepAlive, paced
-from tomchat.http.api import RoomIdParam, services
+from tomchat.http.api import RoomIdParam
+from tomchat.store.database import Database
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire import outgoing as wire
 
@@ -62,7 +63,7 @@ def parse_last_event_id(raw: str | None) -> int | None:
     description=__doc__,
 )
 async def replay(
-    state: State,
+    db: NamedDependency[Database],
     room_id: RoomIdParam,
     speed: Annotated[float, QueryParameter(gt=0, le=1000, description="1 = original pace")] = 1.0,
     max_pause: Annotated[
@@ -79,7 +80,7 @@ async def replay(
 ) -> Stream:
     resume = parse_last_event_id(last_event_id)
     start = resume if resume is not None else after
-    reader = TranscriptReader(services(state).db)
+    reader = TranscriptReader(db)
     head = await reader.head(room_id)
     if not head:
         raise NotFoundException(f"no room {room_id!r}")

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from tomchat.chat.export import FILE_KINDS, Format, content_disposition, render
-from tomchat.http.api import RoomIdParam, services
+from tomchat.http.api import RoomIdParam
 from tomchat.http.replay import replay
+from tomchat.store.database import Database
 from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound
 
 BOUND_HELP = (
@@ -41,14 +42,14 @@ def _bound(name: str, raw: str | None) -> Bound | None:
 )
 async def transcript(
     request: Request[Any, Any, Any],
-    state: State,
+    db: NamedDependency[Database],
     room_id: RoomIdParam,
     format_: Annotated[Format, QueryParameter(name="format")] = "json",
     from_: Annotated[str | None, QueryParameter(name="from", description=BOUND_HELP)] = None,
     to: Annotated[str | None, QueryParameter(description=BOUND_HELP)] = None,
 ) -> Stream:
     span = Span(_bound("from", from_), _bound("to", to))
-    reader = TranscriptReader(services(state).db)
+    reader = TranscriptReader(db)
     summary = await reader.summary(room_id, span)
     if summary is None:
         raise NotFoundException(f"no room {room_id!r}")

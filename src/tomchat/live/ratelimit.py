@@ -8,12 +8,15 @@ without bound.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+# RateLimited lives with the other errors, so the error table (wire.errors) needs no edge.
+from tomchat.domain.errors import RateLimited
 from tomchat.domain.limits import Rate
+
+__all__ = ["Limiter", "RateLimited", "TokenBuckets"]
 
 Clock = Callable[[], float]
 
@@ -22,14 +25,6 @@ Clock = Callable[[], float]
 class _Bucket:
     tokens: float
     updated: float
-
-
-class RateLimited(Exception):
-    def __init__(self, what: str, retry_after: float) -> None:
-        # Rounded up to a tenth, so a client that waits exactly this long always succeeds.
-        self.retry_after = math.ceil(retry_after * 10) / 10
-        super().__init__(f"too many {what}; try again in {self.retry_after:.1f} s")
-        self.what = what
 
 
 class TokenBuckets:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,10 +17,10 @@ from tomchat.domain import limits
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
-from tomchat.store.database import StoreUnavailable
 from tomchat.store.rooms import RoomReader
 from tomchat.wire import outgoing as wire
 from tomchat.wire import payloads
+from tomchat.wire.errors import answer
 from tomchat.wire.incoming import (
     JoinRoom,
     LeaveRoom,
@@ -43,13 +42,9 @@ def error(code: str, message: str, *, retry_after: float | None = None) -> dict[
     return to_wire(payloads.error(code, message, retry_after=retry_after))
 
 
-# Errors of the disk under the database or the media folder: the server cannot take the
-# request now, and will again once an operator makes room.
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
-
-
 def answered(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """Every failure becomes an ack with a code; nothing escapes to kill the connection."""
+    """Every failure becomes an ack with a code (``wire.errors``); nothing escapes to kill
+    the connection."""
 
     @functools.wraps(handler)
     async def wrapper(sid: str, *args: Any) -> dict[str, Any]:
@@ -59,23 +54,19 @@ def answered(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
                 # parameters; one payload object is the whole protocol.
                 raise PayloadError("bad_request", f"expected one payload, got {len(args)}")
             return to_wire(await handler(sid, args[0] if args else None))
-        except PayloadError as exc:
-            return error(exc.code, exc.message)
-        except RateLimited as exc:
-            return error("rate_limited", str(exc), retry_after=exc.retry_after)
-        except StoreUnavailable as exc:
-            return error("unavailable", f"{exc}; try again shortly")
-        except OSError as exc:
-            if exc.errno in _DISK_ERRORS:
-                log.error("%s: %s", handler.__name__, exc.strerror)
-                return error("unavailable", "the server's disk is full or read-only; try later")
-            log.exception("%s failed", handler.__name__)
-            return error("internal", "the server could not handle this request")
-        except Exception:
-            log.exception("%s failed", handler.__name__)
-            return error("internal", "the server could not handle this request")
+        except Exception as exc:
+            return refusal(handler.__name__, exc)
 
     return wrapper
+
+
+def refusal(name: str, exc: Exception) -> dict[str, Any]:
+    said = answer(exc)
+    if said.log == "traceback":
+        log.error("%s failed", name, exc_info=exc)
+    elif said.log == "line":
+        log.error("%s: %s", name, exc)
+    return error(said.code.code, said.message, retry_after=said.extra.get("retryAfter"))
 
 
 class LiveServer:
@@ -217,7 +208,7 @@ class LiveServer:
         try:
             self.events_limit.check([sid])
         except RateLimited as exc:
-            return error("rate_limited", str(exc), retry_after=exc.retry_after)
+            return refusal("unknown", exc)
         name = event[:64] if isinstance(event, str) else type(event).__name__
         return error("bad_request", f"unknown event {name!r}")
 

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tomchat.domain.errors import TomchatError
+
 AUDIO_TYPES: dict[str, str] = {
     "mp3": "audio/mpeg",
     "webm": "audio/webm",
@@ -33,7 +35,7 @@ _MARKER = ".part"
 URL_PREFIX = "/media/"
 
 
-class MediaNotFound(LookupError):
+class MediaNotFound(TomchatError, LookupError):
     pass
 
 

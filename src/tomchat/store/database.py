@@ -10,11 +10,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tomchat.settings import ConfigError
+from tomchat.domain.errors import ConfigError, TomchatError
 from tomchat.store.recorders import Recorder, recorder_class
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(TomchatError):
     """The database cannot take this request now (down, full, read-only)."""
 
 

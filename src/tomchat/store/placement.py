@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from tomchat.domain.errors import TomchatError
 from tomchat.domain.events import NewEvent, RecordedEvent
 
 
-class AppendConflict(Exception):
+class AppendConflict(TomchatError):
     """The append contradicts what the log already holds; retrying it will not help."""
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from tomchat.domain import limits
+from tomchat.domain.errors import TomchatError
 
 RoomId = Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_STRICT)]
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_USERNAME_CHARS)]
@@ -19,7 +20,7 @@ Since = Annotated[int, msgspec.Meta(ge=-limits.MAX_VERSION, le=limits.MAX_VERSIO
 Token = Annotated[str, msgspec.Meta(max_length=limits.MAX_TOKEN_CHARS)]
 
 
-class PayloadError(Exception):
+class PayloadError(TomchatError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
