@@ -1,4 +1,4 @@
-"""Events and rows in the shapes clients see (DESIGN §3)."""
+"""Events and rows in the shapes clients see over Socket.IO and REST."""
 
 from __future__ import annotations
 
