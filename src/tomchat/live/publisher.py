@@ -6,13 +6,21 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as socketio_packet
 
-from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, ReplyStarted
+from tomchat.domain.events import (
+    MessagePosted,
+    RecordedEvent,
+    ReplyAudio,
+    ReplyChunk,
+    ReplyCompleted,
+    ReplyStarted,
+    RoomCreated,
+)
 from tomchat.live.sendbuffer import packet_size
 from tomchat.store.rooms import RoomReader
 from tomchat.wire.outgoing import ReplyInfo, live_event
@@ -102,6 +110,10 @@ class Publisher:
             case ReplyCompleted():
                 if (info := self._replies.get(event.message_id)) is None:
                     return None
+            case ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated():
+                pass  # need nothing from the database
+            case _:
+                assert_never(event)
         out = live_event(recorded, info)
         frames = self._frames(*out) if out is not None else []
         size = sum(packet_size(f) for f in frames)
@@ -147,6 +159,10 @@ class Publisher:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 self._replies.pop(event.message_id, None)
+            case ReplyChunk() | MessagePosted() | RoomCreated():
+                pass
+            case _:
+                assert_never(event)
 
     async def _reply_info(self, message_id: str) -> ReplyInfo | None:
         if (info := self._replies.get(message_id)) is not None:

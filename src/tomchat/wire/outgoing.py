@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
@@ -14,6 +14,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCreated,
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
@@ -129,4 +130,7 @@ def live_event(
                 "error": event.error,
                 "version": v,
             }
-    return None
+        case RoomCreated():
+            return None  # clients learn a room's name and character when they join
+        case _:
+            assert_never(event)
