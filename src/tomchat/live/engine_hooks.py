@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import engineio
-import engineio.async_drivers.asgi
-import engineio.async_socket
 import engineio.packet
 import socketio
 import socketio.packet
@@ -56,73 +54,30 @@ Refusal = Literal["too_many_attachments", "not_an_event"]
 # The attribute by which an Engine.IO socket finds its websocket (set by the websocket).
 _WEBSOCKET = "tomchat_websocket"
 
-#: Each upstream callable relied on, and the parameters it must have (``self`` left out):
-#: the ones overridden must keep theirs, the ones called must take what is passed here.
-UPSTREAM: tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...] = (
-    # Engine.IO: a socket's queue comes from ``create_queue()`` (BaseSocket.__init__).
-    ("engineio.AsyncServer.create_queue", engineio.AsyncServer.create_queue, ("args", "kwargs")),
-    ("engineio.AsyncServer.send_packet", engineio.AsyncServer.send_packet, ("sid", "pkt")),
-    (
-        "engineio.async_socket.AsyncSocket.close",
-        engineio.async_socket.AsyncSocket.close,
-        ("wait", "abort", "reason"),
-    ),
-    (
-        "engineio.async_drivers.asgi.WebSocket.__init__",
-        engineio.async_drivers.asgi.WebSocket.__init__,
-        ("handler", "server"),
-    ),
-    (
-        "engineio.async_drivers.asgi.WebSocket.send",
-        engineio.async_drivers.asgi.WebSocket.send,
-        ("message",),
-    ),
-    ("engineio.async_drivers.asgi.WebSocket.wait", engineio.async_drivers.asgi.WebSocket.wait, ()),
-    (
-        "engineio.async_drivers.asgi.WebSocket.close",
-        engineio.async_drivers.asgi.WebSocket.close,
-        (),
-    ),
-    (
-        "engineio.packet.Packet.__init__",
-        engineio.packet.Packet.__init__,
-        ("packet_type", "data", "encoded_packet"),
-    ),
+#: Each upstream callable relied on, and its parameters (``self`` left out): the ones
+#: overridden here must keep theirs, the ones called must take what is passed here.
+UPSTREAM: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # Engine.IO: each socket's queue comes from ``create_queue()`` (BaseSocket.__init__).
+    ("engineio.AsyncServer.create_queue", ("args", "kwargs")),
+    ("engineio.AsyncServer.send_packet", ("sid", "pkt")),
+    ("engineio.async_socket.AsyncSocket.close", ("wait", "abort", "reason")),
+    # The websocket is made with the socket's bound handler: how a socket finds its websocket.
+    ("engineio.async_socket.AsyncSocket._websocket_handler", ("ws",)),
+    ("engineio.async_drivers.asgi.WebSocket.__init__", ("handler", "server")),
+    ("engineio.async_drivers.asgi.WebSocket.send", ("message",)),
+    ("engineio.async_drivers.asgi.WebSocket.wait", ()),
+    ("engineio.async_drivers.asgi.WebSocket.close", ()),
+    ("engineio.packet.Packet.__init__", ("packet_type", "data", "encoded_packet")),
     # Socket.IO: the dispatch methods overridden, and what they call.
-    (
-        "socketio.AsyncServer._handle_eio_message",
-        socketio.AsyncServer._handle_eio_message,
-        ("eio_sid", "data"),
-    ),
-    (
-        "socketio.AsyncServer._handle_eio_disconnect",
-        socketio.AsyncServer._handle_eio_disconnect,
-        ("eio_sid", "reason"),
-    ),
-    (
-        "socketio.AsyncServer._handle_event",
-        socketio.AsyncServer._handle_event,
-        ("eio_sid", "namespace", "id", "data"),
-    ),
-    ("socketio.AsyncServer._send_packet", socketio.AsyncServer._send_packet, ("eio_sid", "pkt")),
-    (
-        "socketio.AsyncServer._engineio_server_class",
-        socketio.AsyncServer._engineio_server_class,
-        (),
-    ),
-    (
-        "socketio.AsyncManager.get_participants",
-        socketio.AsyncManager.get_participants,
-        ("namespace", "room"),
-    ),
-    (
-        "socketio.AsyncManager.sid_from_eio_sid",
-        socketio.AsyncManager.sid_from_eio_sid,
-        ("eio_sid", "namespace"),
-    ),
+    ("socketio.AsyncServer._handle_eio_message", ("eio_sid", "data")),
+    ("socketio.AsyncServer._handle_eio_disconnect", ("eio_sid", "reason")),
+    ("socketio.AsyncServer._handle_event", ("eio_sid", "namespace", "id", "data")),
+    ("socketio.AsyncServer._send_packet", ("eio_sid", "pkt")),
+    ("socketio.AsyncServer._engineio_server_class", ()),
+    ("socketio.AsyncManager.get_participants", ("namespace", "room")),
+    ("socketio.AsyncManager.sid_from_eio_sid", ("eio_sid", "namespace")),
     (
         "socketio.packet.Packet.__init__",
-        socketio.packet.Packet.__init__,
         ("packet_type", "data", "namespace", "id", "binary", "encoded_packet"),
     ),
 )
