@@ -15,6 +15,9 @@ catch-up answer cannot disconnect the client that asked for it.
 What one socket can hold is then bounded: the queue's limit, the batch its writer took last
 (at most one queue's worth) and the transport's own buffers (uvicorn pauses its writer at
 64 KiB, then the kernel's socket buffers).
+
+This module is the policy: the limit, what happens to a client past it, what a refused event is
+answered. How Engine.IO and Socket.IO are made to follow it is in ``engine_hooks``.
 """
 
 from __future__ import annotations
