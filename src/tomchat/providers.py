@@ -1,4 +1,5 @@
-"""Which provider answers, speaks and listens, chosen by configuration (DESIGN §5).
+"""Which provider answers, speaks and listens, chosen by configuration (``TOMCHAT_LLM``,
+``TOMCHAT_TTS``, ``TOMCHAT_ASR``).
 
 Each kind has one registry: a name maps to a factory taking the settings. Adding a provider
 is one entry here; nothing else in the server branches on provider names.

@@ -68,7 +68,7 @@ class Services:
         if settings.llm == "demo":
             # People must be able to tell the canned demo from a real model at a glance.
             character = replace(character, greeting=character.greeting + DEMO_GREETING_SUFFIX)
-        cluster = Cluster.build(settings)
+        cluster = Cluster.build(settings.redis_url, settings.redis_prefix)
         leases = ReplyLeases(db, cluster.identity, settings.reply_lease_seconds)
         conversation = Conversation(
             store, reader, model, character, voice, leases=leases, bus=cluster.bus

@@ -1,4 +1,5 @@
-"""Configuration from the environment (DESIGN §5); a ``.env`` file in the working folder is honoured."""
+"""Configuration from ``TOMCHAT_*`` environment variables; a ``.env`` file in the working folder
+is honoured."""
 
 from __future__ import annotations
 

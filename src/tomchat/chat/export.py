@@ -4,7 +4,7 @@ Pure formatting: a ``TranscriptSummary`` and pages of ``MessageRow`` in, text ou
 here reads the database or the clock, so the same rows always give the same bytes; the
 HTTP route and the CLI feed it pages from ``store.transcripts`` and stream what it returns.
 Times are UTC (the server cannot know the reader's zone); JSON keeps the wire shape
-(DESIGN §3 Message) with microseconds, the readable formats show whole seconds.
+(a message as clients see it) with microseconds, the readable formats show whole seconds.
 """
 
 from __future__ import annotations

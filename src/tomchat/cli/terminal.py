@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TextIO
+from typing import TextIO, assert_never
 
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
     MessagePosted,
     RecordedEvent,
+    ReplyAudio,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
@@ -126,8 +127,10 @@ class ReplayPrinter:
                 if self._open == event.message_id:
                     self._end_line()
                 self._authors.pop(event.message_id, None)
+            case ReplyAudio():
+                pass  # nothing to show in a terminal
             case _:
-                pass  # audio: nothing to show in a terminal
+                assert_never(event)
 
     def finish(self) -> None:
         self._end_line()

@@ -25,8 +25,6 @@ from typing import Any, Literal, Protocol
 
 from redis.asyncio import Redis
 
-from tomchat.settings import Settings
-
 log = logging.getLogger(__name__)
 
 SignalKind = Literal["kick", "stop"]
@@ -204,7 +202,7 @@ class RedisBus:
 
 @dataclass
 class Cluster:
-    """This process and its ways to the others, built from settings."""
+    """This process and its ways to the others: Redis when scaled out, else in-process."""
 
     identity: ProcessIdentity
     bus: Bus
@@ -213,12 +211,16 @@ class Cluster:
     _started: bool = field(default=False, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, identity: ProcessIdentity | None = None) -> Cluster:
+    def build(
+        cls,
+        redis_url: str | None,
+        prefix: str = "tomchat",
+        identity: ProcessIdentity | None = None,
+    ) -> Cluster:
         identity = identity or ProcessIdentity.current()
-        if not settings.redis_url:
+        if not redis_url:
             return cls(identity, LocalBus())
-        redis = Redis.from_url(settings.redis_url)
-        prefix = settings.redis_prefix
+        redis = Redis.from_url(redis_url)
         return cls(identity, RedisBus(redis, f"{prefix}:signals", identity), redis, prefix)
 
     @property

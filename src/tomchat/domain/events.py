@@ -1,4 +1,4 @@
-"""The event model (DESIGN §2): one tagged union, immutable records.
+"""The event model: one tagged union, immutable records.
 
 The struct fields are the event's ``data``; the tag is its ``type``.
 """

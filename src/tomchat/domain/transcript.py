@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import assert_never
 
 from tomchat.domain.events import (
     MessagePosted,
@@ -114,6 +115,8 @@ class Transcript:
                         last_version=v,
                     )
                 self._chunks.pop(event.message_id, None)
+            case _:
+                assert_never(event)
 
     @property
     def rows(self) -> list[MessageRow]:

@@ -1,1 +1,1 @@
-"""REST (Litestar): rooms, transcripts, the raw log, health (DESIGN §4)."""
+"""REST (Litestar): rooms, transcripts, the raw log, health."""

@@ -1,1 +1,1 @@
-"""Socket.IO: the live rooms (DESIGN §3)."""
+"""Socket.IO: the live rooms."""

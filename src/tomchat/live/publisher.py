@@ -6,17 +6,21 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
-import socketio
-from engineio import packet as eio_packet
-from socketio import packet as socketio_packet
-
-from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, ReplyStarted
-from tomchat.live.sendbuffer import packet_size
+from tomchat.domain.events import (
+    MessagePosted,
+    RecordedEvent,
+    ReplyAudio,
+    ReplyChunk,
+    ReplyCompleted,
+    ReplyStarted,
+    RoomCreated,
+)
+from tomchat.live.engine_hooks import encode_event, fans_out_directly, frame_size, local_members
 from tomchat.store.rooms import RoomReader
 from tomchat.wire.outgoing import ReplyInfo, live_event
-from tomchat.wire.payloads import LiveEvent, to_wire
+from tomchat.wire.payloads import to_wire
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ class Publisher:
 
     On one process (python-socketio's in-memory manager) an event is fanned out right there:
     the packet is encoded once and put on each member's Engine.IO queue
-    (``BoundedEngineIO.send_packet_nowait``), with no task per member and nothing awaited,
+    (``HookedEngineIO.send_packet_nowait``), with no task per member and nothing awaited,
     so every room gets its events in commit order by construction. An event that needs a
     database read first (the completion of a reply started by another process or before a
     restart), or that would put more than an eighth of the send buffer on a room's sockets
@@ -46,8 +50,8 @@ class Publisher:
         self._lanes: dict[str, deque[RecordedEvent]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._replies: dict[str, ReplyInfo] = {}
-        manager, eio = getattr(sio, "manager", None), getattr(sio, "eio", None)
-        self._direct = type(manager) is socketio.AsyncManager and hasattr(eio, "send_packet_nowait")
+        eio = getattr(sio, "eio", None)
+        self._direct = fans_out_directly(sio)
         # What one batch may put on a room's sockets at once. Past it the room's events are
         # emitted one at a time, awaited, so sockets' writers drain in between and a big
         # batch never looks like a client that stopped reading (see ``sendbuffer``).
@@ -103,27 +107,21 @@ class Publisher:
             case ReplyCompleted():
                 if (info := self._replies.get(event.message_id)) is None:
                     return None
+            case ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated():
+                pass  # need nothing from the database
+            case _:
+                assert_never(event)
         out = live_event(recorded, info)
-        frames = self._frames(*out) if out is not None else []
-        size = sum(packet_size(f) for f in frames)
+        frames = encode_event(self.sio, out[0], to_wire(out[1])) if out is not None else []
+        size = sum(frame_size(f) for f in frames)
         if size > budget:
             return None
         self._remember(recorded)
         send = self.sio.eio.send_packet_nowait
-        for _sid, eio_sid in self.sio.manager.get_participants("/", recorded.room_id):
+        for _sid, eio_sid in local_members(self.sio, recorded.room_id):
             for frame in frames:
                 send(eio_sid, frame)
         return size
-
-    def _frames(self, name: str, payload: LiveEvent) -> list[Any]:
-        """The Engine.IO packets ``sio.emit(name, payload)`` would send, encoded once."""
-        encoded = self.sio.packet_class(
-            socketio_packet.EVENT, namespace="/", data=[name, to_wire(payload)]
-        ).encode()
-        return [
-            eio_packet.Packet(eio_packet.MESSAGE, part)
-            for part in (encoded if isinstance(encoded, list) else [encoded])
-        ]
 
     async def _emit(self, recorded: RecordedEvent) -> None:
         event = recorded.event
@@ -148,6 +146,10 @@ class Publisher:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 self._replies.pop(event.message_id, None)
+            case ReplyChunk() | MessagePosted() | RoomCreated():
+                pass
+            case _:
+                assert_never(event)
 
     async def _reply_info(self, message_id: str) -> ReplyInfo | None:
         if (info := self._replies.get(message_id)) is not None:

@@ -7,7 +7,7 @@ the hot path of a streamed reply writes only to ``events``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,6 +78,10 @@ def projection_statements(
                         None,
                     )
                 )
+            case ReplyChunk():
+                pass  # skipped above
+            case _:
+                assert_never(event)
     if inserts:
         out.append((table.insert(), inserts))
     # Updates go after the inserts of the same batch, in log order, so a reply started and

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import assert_never, cast
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
@@ -15,6 +15,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCreated,
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
@@ -140,4 +141,7 @@ def live_event(
                 error=event.error,
                 version=v,
             )
-    return None
+        case RoomCreated():
+            return None  # clients learn a room's name and character when they join
+        case _:
+            assert_never(event)

@@ -1,4 +1,4 @@
-/** The few REST calls the client makes (DESIGN §4). */
+/** The few REST calls the client makes. */
 import type { MessagesPage, RoomSummary } from "./protocol";
 
 export class ApiError extends Error {

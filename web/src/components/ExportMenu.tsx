@@ -7,7 +7,7 @@ const FORMATS = [
   { format: "jsonl", label: "JSON Lines (.jsonl)" },
 ] as const;
 
-/** The transcript href of one format (`GET /api/rooms/{id}/transcript`, DESIGN §4). */
+/** The transcript href of one format (`GET /api/rooms/{id}/transcript`). */
 export function transcriptUrl(roomId: string, format: string, token: string | null): string {
   const query = new URLSearchParams({ format });
   // A download link cannot carry a header: a private room's token goes in the query.

@@ -1,6 +1,6 @@
 /** The name a person chats under, remembered in this browser. */
 const KEY = "tomchat.username";
-export const MAX_USERNAME_CHARS = 32; // DESIGN limits (domain/limits.py)
+export const MAX_USERNAME_CHARS = 32; // the server's limit (domain/limits.py)
 
 export function loadUsername(): string {
   try {

@@ -325,7 +325,7 @@ export class RoomConnection {
     if (outbox.length !== this.status.outbox.length) this.setStatus({ outbox });
   }
 
-  // --- the ack convention (DESIGN §3) -------------------------------------------------
+  // --- the ack convention: {ok: true, ...} or {ok: false, error} -----------------------
 
   /** Emit with an ack; resolve with the `{ok: true}` answer, reject with an AckFailure. */
   private async call<T>(event: string, payload: object, timeoutMs = ACK_TIMEOUT_MS): Promise<T> {

@@ -78,7 +78,7 @@ export class Timeline {
   /**
    * The transcript at version `v` as a join snapshot, so the page's `RoomSync` can take it
    * with `applyAck` and go on from there with the replay's events. The same rules as the
-   * server's projection (DESIGN §2): a reply's text is its chunks until it completes.
+   * server's projection: a reply's text is its chunks until it completes.
    */
   ackAt(roomId: string, version: number): SnapshotAck {
     const upto = Math.max(0, Math.min(version, this.head));

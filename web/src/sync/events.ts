@@ -1,7 +1,7 @@
 /**
  * One shape for the room's events, whichever way they reached us: live Socket.IO
  * events (camelCase payloads) or raw log entries from a catch-up or the replay stream
- * (snake_case `data`, DESIGN §2). The ordering logic only ever sees `RoomEvent`.
+ * (snake_case `data`). The ordering logic only ever sees `RoomEvent`.
  */
 import type {
   AiAudioPayload,

@@ -1,7 +1,7 @@
 /**
  * A room's transcript kept in version order, whatever order the network delivers it in.
  *
- * The server numbers every event of a room 1, 2, 3… (DESIGN §2). This module applies
+ * The server numbers every event of a room 1, 2, 3…; this module applies
  * exactly the events `version + 1, version + 2, …` and nothing else:
  *  - versions ≤ the last applied one are duplicates (a join snapshot already holds them,
  *    or the same event came twice) and are dropped;
@@ -42,7 +42,7 @@ const defaultTimers: Timers = {
 export interface RoomSyncOptions {
   /** Called when a hole has not been filled in time; answer with `applyAck` or `ackFailed`. */
   requestResync: (since: number) => void;
-  /** How long a hole may stay open before asking for a resync (DESIGN §2: a second). */
+  /** How long a hole may stay open before asking for a resync (a second). */
   holdBackMs?: number;
   timers?: Timers;
 }
