@@ -18,11 +18,11 @@ import pytest
 import socketio
 
 from tests.ai.conftest import LLM_KEY
-from tests.conftest import free_port, start_server
+from tests.conftest import start_server
 from tests.fakes.fish import FakeFish
 from tests.fakes.llm import FakeLLM, Hang, Reply, openai_stream
+from tests.support.settings import make_settings
 from tomchat.domain.limits import MAX_VERSION
-from tomchat.settings import Settings
 from tomchat.wire.payloads import (
     CatchUpAck,
     ErrorAck,
@@ -173,8 +173,9 @@ class Recorder:
 async def test_every_payload_a_server_sends_round_trips(
     tmp_path: Path, llm: FakeLLM, fish: FakeFish
 ) -> None:
-    settings = Settings.from_env(
-        {
+    settings = make_settings(
+        tmp_path,
+        env={
             "TOMCHAT_LLM": "openai",
             "TOMCHAT_LLM_BASE_URL": f"{llm.url}/v1",
             "TOMCHAT_LLM_API_KEY": LLM_KEY,
@@ -185,9 +186,6 @@ async def test_every_payload_a_server_sends_round_trips(
             "TOMCHAT_FISH_BASE_URL": fish.url,
             "TOMCHAT_FISH_VOICE": "tom-voice",
         },
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tomchat.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
     )
     server, stop = await start_server(settings)
     ann = Recorder()
