@@ -21,6 +21,7 @@ from tomchat.chat.access import install_log_redaction
 from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
+from tomchat.http.features import features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     api = Litestar(
         route_handlers=[
             health,
+            features,
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",

@@ -12,6 +12,7 @@ from litestar.response import Stream
 
 from tomchat.chat.export import FILE_KINDS, Format, content_disposition, render
 from tomchat.http.api import RoomIdParam, services
+from tomchat.http.guards import token_of
 from tomchat.http.replay import replay
 from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound
 
@@ -48,12 +49,16 @@ async def transcript(
     to: Annotated[str | None, QueryParameter(description=BOUND_HELP)] = None,
 ) -> Stream:
     span = Span(_bound("from", from_), _bound("to", to))
-    reader = TranscriptReader(services(state).db)
+    svc = services(state)
+    reader = TranscriptReader(svc.db)
     summary = await reader.summary(room_id, span)
     if summary is None:
         raise NotFoundException(f"no room {room_id!r}")
+    # A private room's audio links carry the token this request was let in with (the guard
+    # checked it), so the saved file plays for whoever holds the invite.
+    token = token_of(request) if await svc.access.digest_of(room_id) is not None else None
     return Stream(
-        render(format_, summary, reader.message_pages(summary), str(request.base_url)),
+        render(format_, summary, reader.message_pages(summary), str(request.base_url), token),
         media_type=FILE_KINDS[format_].media_type,
         headers={
             # As given: Litestar would append a second charset to a text/* media type.
