@@ -42,7 +42,7 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
       data-ai={message.isAI ? "true" : "false"}
     >
       <div className="meta">
-        <span className="author">{message.username || (message.isAI ? "Tom" : "?")}</span>
+        <bdi className="author">{message.username || (message.isAI ? "Tom" : "?")}</bdi>
         {message.source === "voice" && <span className="tag">voice</span>}
         <time dateTime={message.timestamp} title={fullTime(message.timestamp)}>
           {clockTime(message.timestamp)}
@@ -78,6 +78,9 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
   );
 });
 
+/** Refusals that the same message sent again would get again: no Retry for them. */
+const PERMANENT = new Set(["bad_request", "too_large"]);
+
 interface OutgoingProps {
   item: OutgoingMessage;
   username: string;
@@ -101,7 +104,7 @@ export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingPro
       data-status={item.state}
     >
       <div className="meta">
-        <span className="author">{username}</span>
+        <bdi className="author">{username}</bdi>
         <span className={`status status-${item.state}`}>
           {item.state === "sending" ? "sending…" : "not sent"}
         </span>
@@ -113,9 +116,13 @@ export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingPro
         {item.state === "failed" && (
           <p className="error small">
             {item.error}{" "}
-            <button type="button" className="link" onClick={() => onRetry(item.clientId)}>
-              Retry
-            </button>{" "}
+            {!PERMANENT.has(item.errorCode ?? "") && (
+              <>
+                <button type="button" className="link" onClick={() => onRetry(item.clientId)}>
+                  Retry
+                </button>{" "}
+              </>
+            )}
             <button type="button" className="link" onClick={() => onDiscard(item.clientId)}>
               Discard
             </button>

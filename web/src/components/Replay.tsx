@@ -1,5 +1,6 @@
 import { type ChangeEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RawEvent } from "../api/protocol";
+import { useFeatures } from "../api/features";
 import { ApiError, getRoom, mediaUrl } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { roomPath } from "../lib/router";
@@ -12,6 +13,7 @@ import type { ChatMessage } from "../sync/events";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { Icon } from "./Icon";
 import { Link } from "./Link";
+import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
 import { VoiceControls } from "./VoiceControls";
 
@@ -55,6 +57,7 @@ async function loadLog(roomId: string, token: string | null): Promise<RawEvent[]
  */
 export function ReplayPage({ roomId, token }: { roomId: string; token: string | null }) {
   const player = voicePlayer();
+  const features = useFeatures();
   const muted = useStore(player.subscribe, player.getState);
   const voice = useMemo(() => new ReplayVoice(), []);
   const voiceState = useStore(voice.subscribe, voice.getState);
@@ -145,7 +148,7 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
   const top = status.start + Math.max(1, Math.ceil(span / STEP_MS)) * STEP_MS;
 
   return (
-    <div
+    <main
       className="room replay"
       data-testid="replay"
       data-state={status.state}
@@ -161,9 +164,10 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           <h1>{name}</h1>
           <span className="muted small">replay</span>
         </div>
-        <VoiceControls player={player} state={muted} />
+        {features?.tts && <VoiceControls player={player} state={muted} />}
+        <ThemeToggle />
         <span className={`badge conn ${playing ? "conn-live" : ""}`} data-testid="replay-state">
-          <span className="dot" />
+          <span className="dot" aria-hidden="true" />
           {LABELS[status.state]}
         </span>
       </header>
@@ -235,7 +239,7 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           }
         />
       </div>
-    </div>
+    </main>
   );
 }
 
