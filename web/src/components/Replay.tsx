@@ -96,20 +96,27 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
     const timer = setInterval(() => setTick((n) => n + 1), 250);
     return () => clearInterval(timer);
   }, [status.state]);
-  // While the thumb is dragged it shows where it is; the seek happens when it is let go:
-  // React's onChange is the DOM's `input` (every move), the DOM's own `change` is the drop.
+  // While the thumb is dragged it shows where it is; the seek happens when it is let go
+  // (the DOM's `change`: pointer released, or an arrow key). Both are native listeners:
+  // React's onChange also fires when React itself writes a value the range then rounds
+  // to its step, which once left the thumb "dragged" for good and the clock frozen.
   const [dragging, setDragging] = useState<number | null>(null);
   const position = dragging ?? replay.position();
   const scrubber = useRef<HTMLInputElement>(null);
   useEffect(() => {
     const input = scrubber.current;
     if (!input) return;
+    const move = () => setDragging(Number(input.value));
     const drop = () => {
       setDragging(null);
       replay.seek(Number(input.value));
     };
+    input.addEventListener("input", move);
     input.addEventListener("change", drop);
-    return () => input.removeEventListener("change", drop);
+    return () => {
+      input.removeEventListener("input", move);
+      input.removeEventListener("change", drop);
+    };
   }, [replay]);
 
   const [name, setName] = useState(roomId);
@@ -194,10 +201,14 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           min={status.start}
           max={top}
           step={STEP_MS}
-          value={Math.min(Math.max(position, status.start), top)}
+          // On a step, as the range would round it anyway.
+          value={
+            status.start +
+            Math.round((Math.min(Math.max(position, status.start), top) - status.start) / STEP_MS) * STEP_MS
+          }
           disabled={!ready || span === 0}
           ref={scrubber}
-          onChange={(e) => setDragging(Number(e.target.value))}
+          onChange={ignore}
         />
         <span className="replay-clock muted small" data-testid="replay-clock">
           {ready && span >= 0 ? clock(position) : ""}
@@ -242,6 +253,9 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
     </main>
   );
 }
+
+/** React wants an onChange on a controlled input; the native listeners above do the work. */
+function ignore(): void {}
 
 /** The session's wall clock at `ms`, in the reader's time zone. */
 function clock(ms: number): string {
