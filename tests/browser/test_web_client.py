@@ -29,7 +29,7 @@ MODEL_REPLY = (
     "| city | rain |\n| --- | --- |\n| Bergen | lots |\n\n"
     "```python\nprint('hi')\n```\n\n"
     "A [safe link](https://example.org/docs) and a [bad one](javascript:alert(1)).\n\n"
-    "<script>window.pwned = 1</script> <img src=x onerror=\"window.pwned = 2\">"
+    '<script>window.pwned = 1</script> <img src=x onerror="window.pwned = 2">'
 )
 
 
@@ -167,7 +167,9 @@ def test_axe_finds_nothing_serious(people: PeopleFactory, output_dir: Path) -> N
     page.screenshot(path=output_dir / "room-light.png")
 
     page.goto(f"{ann.base_url}/room/{room}/replay")
-    expect(page.get_by_test_id("replay")).to_have_attribute("data-state", re.compile("playing|finished"))
+    expect(page.get_by_test_id("replay")).to_have_attribute(
+        "data-state", re.compile("playing|finished")
+    )
     assert axe_violations(page) == []
     assert not ann.errors, ann.errors
 
@@ -176,10 +178,12 @@ def test_dark_mode_follows_the_system_and_the_toggle_is_remembered(
     browser: Browser, tomchat_server: ServerProcess, output_dir: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1100, "height": 760}, color_scheme="dark")
-    context.add_init_script("localStorage.getItem('tomchat.username') ?? localStorage.setItem('tomchat.username', 'dora')")
+    context.add_init_script(
+        "localStorage.getItem('tomchat.username') ?? localStorage.setItem('tomchat.username', 'dora')"
+    )
     page = context.new_page()
     try:
-        background = "() => getComputedStyle(document.body).backgroundColor"
+        background = "() => getComputedStyle(document.documentElement).backgroundColor"
         room = new_room_id("dark")
         page.goto(f"{tomchat_server.url}/room/{room}")
         expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
@@ -206,9 +210,14 @@ def test_phone_reaches_the_people_and_writes_rtl(
     browser: Browser, tomchat_server: ServerProcess, output_dir: Path
 ) -> None:
     phone = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
     )
-    phone.add_init_script("localStorage.getItem('tomchat.username') ?? localStorage.setItem('tomchat.username', 'noor')")
+    phone.add_init_script(
+        "localStorage.getItem('tomchat.username') ?? localStorage.setItem('tomchat.username', 'noor')"
+    )
     page = phone.new_page()
     try:
         room = new_room_id("phone")
