@@ -64,6 +64,8 @@ def markdown_server(
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
     """axe-core's serious and critical findings on the page as it is now."""
+    if not AXE.is_file():
+        pytest.fail(f"axe-core is not installed at {AXE}: run `npm ci` in web/")
     page.add_script_tag(path=str(AXE))
     found: list[dict[str, Any]] = page.evaluate(
         """async () => {
