@@ -116,3 +116,44 @@ def test_printer_in_colour_resumes_an_interrupted_line() -> None:
         f"{dim}[00:00:00]{reset} {bold_cyan}Tom{reset}: Line one\n"
         f"    line two {yellow}[interrupted]{reset}\n"
     )
+
+
+def test_markdown_export_escapes_html_but_not_code() -> None:
+    text = (
+        "<script>alert(1)</script> and <img src=x onerror=alert(2)>\n"
+        "inline `<b>code</b>` stays\n"
+        "```html\n<p>in a fence</p>\n```\n"
+        "after the fence <i>"
+    )
+    rows = [row("x", "mallory", text, "complete", ai=False)]
+    out = render_all("markdown", summary(1), [rows])
+    assert out.endswith(
+        "\n**mallory** · 23:59:59\n\n"
+        "> &lt;script>alert(1)&lt;/script> and &lt;img src=x onerror=alert(2)>\n"
+        "> inline `<b>code</b>` stays\n"
+        "> ```html\n> <p>in a fence</p>\n> ```\n"
+        "> after the fence &lt;i>\n"
+    )
+    assert "<script" not in out and "<img" not in out
+    # Plain text is not rendered by anyone: it keeps the message as written.
+    assert "<script>alert(1)</script>" in render_all("text", summary(1), [rows])
+
+
+def test_audio_links_carry_the_invite_token() -> None:
+    voiced = MessageRow(
+        id="v",
+        room_id="r",
+        author="Tom",
+        is_ai=True,
+        content="hi",
+        status="complete",
+        source="text",
+        audio_url="/media/v-0123.mp3",
+        created_at=AT,
+        completed_at=None,
+        first_version=1,
+        last_version=1,
+    )
+    out = render_all("markdown", summary(1), [[voiced]], "http://h:1/", "t+k/=")
+    assert "[audio](http://h:1/media/v-0123.mp3?token=t%2Bk%2F%3D)" in out
+    assert "token" not in render_all("markdown", summary(1), [[voiced]], "http://h:1/")

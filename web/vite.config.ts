@@ -20,7 +20,9 @@ export default defineConfig({
     },
   },
   test: {
-    include: ["src/**/*.test.ts"],
+    include: ["src/**/*.test.ts", "src/**/*.test.tsx"],
+    // CSS imported by components means nothing in Node.
+    css: false,
     environment: "node",
   },
 });

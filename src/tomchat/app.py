@@ -18,6 +18,7 @@ from tomchat import __version__
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
+from tomchat.http.features import features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
@@ -78,8 +79,24 @@ def dependencies(services: Services) -> dict[str, Provide]:
         provide.__name__ = f"provide_{name}"
         return Provide(provide, use_cache=False, sync_to_thread=False)
 
-    names = ("db", "store", "reader", "conversation", "access", "presence", "cluster", "media")
-    return {name: part(name) for name in names}
+    names = (
+        "db",
+        "store",
+        "reader",
+        "conversation",
+        "access",
+        "presence",
+        "cluster",
+        "media",
+    )
+    provided = {name: part(name) for name in names}
+
+    def provide_services() -> Services:
+        return services
+
+    # The whole container, for handlers that report on it (``/api/features``).
+    provided["services"] = Provide(provide_services, use_cache=False, sync_to_thread=False)
+    return provided
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> TomchatApp:
@@ -100,6 +117,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
     api = Litestar(
         route_handlers=[
             health,
+            features,
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",

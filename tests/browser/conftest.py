@@ -105,8 +105,8 @@ def _serve(home: Path, log_path: Path, **settings: str) -> Iterator[ServerProces
         TOMCHAT_DEMO_DELAY_MS=str(DEMO_DELAY_MS),
         TOMCHAT_LLM="demo",
         PYTHONUNBUFFERED="1",
-        **settings,
     )
+    env.update(settings)  # a test's own settings win (another model, voices)
     with log_path.open("w") as log:
         # Port 0: the server binds a free port and prints it, so there is no race for one.
         # The working directory is the temp folder so that no developer's .env is picked up.

@@ -132,8 +132,9 @@ def test_export_menu_downloads_every_format(people: PeopleFactory) -> None:
     settled_version(ann.base_url, room)  # the files must not change between two downloads
 
     page = ann.page
-    page.get_by_test_id("export-menu").locator("summary").click()
     for fmt, ext in (("markdown", "md"), ("text", "txt"), ("json", "json"), ("jsonl", "jsonl")):
+        # The menu closes after each download: it is opened again for the next.
+        page.get_by_test_id("export-menu").locator("summary").click()
         link = page.get_by_test_id(f"export-{fmt}")
         expect(link).to_be_visible()
         href = link.get_attribute("href")
@@ -145,5 +146,6 @@ def test_export_menu_downloads_every_format(people: PeopleFactory) -> None:
         body, disposition = fetch(f"{ann.base_url}{href}")
         assert Path(download.path()).read_bytes() == body
         assert disposition == f'attachment; filename="tomchat-{room}.{ext}"'
+        expect(link).to_be_hidden()
         if fmt == "markdown":
             assert "Something worth keeping" in body.decode()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import msgspec
 
@@ -63,11 +63,19 @@ def content_disposition(summary: TranscriptSummary, fmt: Format) -> str:
 class Formatter:
     """Writes one format: ``start()``, then ``page(rows)`` per page, then ``end()``."""
 
-    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
+    def __init__(
+        self,
+        summary: TranscriptSummary,
+        media_base: str | None = None,
+        media_token: str | None = None,
+    ) -> None:
         self.summary = summary
         # Audio links in the readable formats are absolute when the base is known, so a
         # file saved to disk still points at the server; JSON keeps the stored URLs.
         self.media_base = media_base.rstrip("/") if media_base else None
+        # A private room's files answer only with its invite token: the readable formats'
+        # links carry it, so whoever holds the invite (and so this file) can play them.
+        self.media_token = media_token
 
     def start(self) -> str:
         return ""
@@ -80,14 +88,21 @@ class Formatter:
 
     def link(self, url: str) -> str:
         absolute = f"{self.media_base}{url}" if self.media_base and url.startswith("/") else url
+        if self.media_token and url.startswith("/"):
+            absolute += ("&" if "?" in absolute else "?") + urlencode({"token": self.media_token})
         return quote(absolute, safe=":/?&=#%@+,;~!$'*")
 
 
 class JsonFormatter(Formatter):
     """``{"room": …, "version": H, "count": N, "messages": [Message, …]}``, a message a line."""
 
-    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
-        super().__init__(summary, media_base)
+    def __init__(
+        self,
+        summary: TranscriptSummary,
+        media_base: str | None = None,
+        media_token: str | None = None,
+    ) -> None:
+        super().__init__(summary, media_base, media_token)
         self._first = True
 
     def start(self) -> str:
@@ -130,10 +145,18 @@ class MarkdownFormatter(Formatter):
 
     Each message's text goes in a block quote, ``>`` on every line: whatever Markdown a
     message holds renders inside its own quote and can never pose as the next speaker.
+    Raw HTML in a message (``<script>``, ``<img onerror=…>``) is escaped, as lenient
+    viewers would render it; code spans and fenced blocks stay as written (no viewer runs
+    HTML there).
     """
 
-    def __init__(self, summary: TranscriptSummary, media_base: str | None = None) -> None:
-        super().__init__(summary, media_base)
+    def __init__(
+        self,
+        summary: TranscriptSummary,
+        media_base: str | None = None,
+        media_token: str | None = None,
+    ) -> None:
+        super().__init__(summary, media_base, media_token)
         self._day = ""
 
     def start(self) -> str:
@@ -155,6 +178,7 @@ class MarkdownFormatter(Formatter):
         # The hot loop of a big export: one string per message, names bound locally.
         out: list[str] = []
         add, escape, marks, quote = out.append, md_escape, STATUS_MARKS, _quote
+        html = html_escape
         for row in rows:
             stamp = row.created_at.isoformat(" ", "seconds")
             if stamp[:10] != self._day:
@@ -168,7 +192,7 @@ class MarkdownFormatter(Formatter):
                 head += f" · *{mark}*"
             if row.audio_url:
                 head += f" · [audio]({self.link(row.audio_url)})"
-            add(f"{head}\n\n{quote(row.content)}\n" if row.content else head + "\n")
+            add(f"{head}\n\n{quote(html(row.content))}\n" if row.content else head + "\n")
         return "".join(out)
 
 
@@ -201,8 +225,13 @@ _FORMATTERS: dict[Format, type[Formatter]] = {
 }
 
 
-def formatter(fmt: Format, summary: TranscriptSummary, media_base: str | None = None) -> Formatter:
-    return _FORMATTERS[fmt](summary, media_base)
+def formatter(
+    fmt: Format,
+    summary: TranscriptSummary,
+    media_base: str | None = None,
+    media_token: str | None = None,
+) -> Formatter:
+    return _FORMATTERS[fmt](summary, media_base, media_token)
 
 
 async def render(
@@ -210,9 +239,10 @@ async def render(
     summary: TranscriptSummary,
     pages: AsyncIterable[Sequence[MessageRow]],
     media_base: str | None = None,
+    media_token: str | None = None,
 ) -> AsyncIterator[bytes]:
     """The whole file, one piece per page (a few hundred kB at most, whatever the room)."""
-    writer = formatter(fmt, summary, media_base)
+    writer = formatter(fmt, summary, media_base, media_token)
     yield writer.start().encode()
     async for rows in pages:
         yield writer.page(rows).encode()
@@ -224,9 +254,10 @@ def render_all(
     summary: TranscriptSummary,
     pages: Iterable[Sequence[MessageRow]],
     media_base: str | None = None,
+    media_token: str | None = None,
 ) -> str:
     """The same file as one string (for tests and small rooms)."""
-    writer = formatter(fmt, summary, media_base)
+    writer = formatter(fmt, summary, media_base, media_token)
     return writer.start() + "".join(writer.page(rows) for rows in pages) + writer.end()
 
 
@@ -239,6 +270,41 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 def md_escape(text: str) -> str:
     """Names as literal text in Markdown (``**bob_the_builder**`` stays as typed)."""
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
+
+
+def _html_text(text: str) -> str:
+    # Every tag starts with "<": without it nothing is HTML (an entity is only a character).
+    return text.replace("<", "&lt;")
+
+
+def html_escape(text: str) -> str:
+    """Message text with raw HTML made literal, outside code spans and fenced blocks."""
+    if "<" not in text:
+        return text
+    out: list[str] = []
+    fence: str | None = None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        opened = _FENCE.match(line)
+        if fence is not None:
+            out.append(line)
+            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = None
+            continue
+        if opened:
+            fence = opened.group(1)
+            out.append(line)
+            continue
+        pieces, last = [], 0
+        for span in _CODE_SPAN.finditer(line):
+            pieces += [_html_text(line[last : span.start()]), span.group(0)]
+            last = span.end()
+        pieces.append(_html_text(line[last:]))
+        out.append("".join(pieces))
+    return "\n".join(out)
 
 
 def _quote(text: str) -> str:

@@ -10,8 +10,10 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
+from tomchat.chat.access import RoomAccess
 from tomchat.chat.export import FILE_KINDS, Format, content_disposition, render
 from tomchat.http.api import RoomIdParam
+from tomchat.http.guards import token_of
 from tomchat.http.replay import replay
 from tomchat.store.database import Database
 from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound
@@ -43,6 +45,7 @@ def _bound(name: str, raw: str | None) -> Bound | None:
 async def transcript(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
+    access: NamedDependency[RoomAccess],
     room_id: RoomIdParam,
     format_: Annotated[Format, QueryParameter(name="format")] = "json",
     from_: Annotated[str | None, QueryParameter(name="from", description=BOUND_HELP)] = None,
@@ -53,8 +56,11 @@ async def transcript(
     summary = await reader.summary(room_id, span)
     if summary is None:
         raise NotFoundException(f"no room {room_id!r}")
+    # A private room's audio links carry the token this request was let in with (the guard
+    # checked it), so the saved file plays for whoever holds the invite.
+    token = token_of(request) if await access.digest_of(room_id) is not None else None
     return Stream(
-        render(format_, summary, reader.message_pages(summary), str(request.base_url)),
+        render(format_, summary, reader.message_pages(summary), str(request.base_url), token),
         media_type=FILE_KINDS[format_].media_type,
         headers={
             # As given: Litestar would append a second charset to a text/* media type.

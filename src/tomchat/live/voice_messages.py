@@ -46,9 +46,7 @@ class VoiceMessages:
         p = parse(SendVoiceMessage, data)
         username = member(p.roomId)
         if self.transcriber is None:
-            raise PayloadError(
-                "unavailable", "voice messages are turned off on this server (TOMCHAT_ASR=none)"
-            )
+            raise PayloadError("unavailable", "this server does not take voice messages")
         audio = _audio_bytes(p.audio)
         kind = sniff_audio(audio)
         if kind is None:

@@ -15,11 +15,36 @@ interface Props {
   /** A stop was asked for and not answered yet. */
   stopping: boolean;
   onStop: (messageId: string) => void;
+  /** Put the cursor in the text box once this turns true (entering the room). */
+  focusWhenReady?: boolean;
+  /** The server transcribes voice messages: show the microphone. */
+  voiceMessages?: boolean;
+  /** The person started writing. */
+  onTyping?: () => void;
 }
 
-export function Composer({ disabled, onSend, onVoice, replyingId, stopping, onStop }: Props) {
+export function Composer({
+  disabled,
+  onSend,
+  onVoice,
+  replyingId,
+  stopping,
+  onStop,
+  focusWhenReady = false,
+  voiceMessages = false,
+  onTyping,
+}: Props) {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
+  const focused = useRef(false);
+
+  // Entering a room is for talking: the cursor starts in the composer. Not on a touch
+  // screen, where focus would throw the keyboard over the conversation.
+  useEffect(() => {
+    if (!focusWhenReady || focused.current) return;
+    focused.current = true;
+    if (!window.matchMedia?.("(pointer: coarse)").matches) input.current?.focus();
+  }, [focusWhenReady]);
 
   const submit = (e?: FormEvent) => {
     e?.preventDefault();
@@ -59,11 +84,16 @@ export function Composer({ disabled, onSend, onVoice, replyingId, stopping, onSt
           value={text}
           rows={1}
           placeholder="Say something to the room…"
-          onChange={(e) => setText(e.target.value)}
+          onChange={(e) => {
+            setText(e.target.value);
+            onTyping?.();
+          }}
           onKeyDown={onKeyDown}
           aria-label="Message"
+          dir="auto"
+          enterKeyHint="send"
         />
-        <HoldToRecord disabled={disabled} onVoice={onVoice} />
+        {voiceMessages && <HoldToRecord disabled={disabled} onVoice={onVoice} />}
         <button
           type="submit"
           className="primary"

@@ -1,3 +1,4 @@
+import { useEffect, useRef, useState } from "react";
 import "../replay/replay.css";
 
 const FORMATS = [
@@ -20,13 +21,45 @@ export function transcriptUrl(roomId: string, format: string, token: string | nu
  * (the server names the file), so a room of any size streams straight to disk.
  */
 export function ExportMenu({ roomId, token }: { roomId: string; token: string | null }) {
+  const [open, setOpen] = useState(false);
+  const menu = useRef<HTMLDetailsElement>(null);
+  // Like any menu: Esc (back to its button) and a click elsewhere close it.
+  useEffect(() => {
+    if (!open) return;
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key !== "Escape") return;
+      setOpen(false);
+      menu.current?.querySelector("summary")?.focus();
+    };
+    const onPointer = (e: PointerEvent) => {
+      if (!menu.current?.contains(e.target as Node)) setOpen(false);
+    };
+    document.addEventListener("keydown", onKey);
+    document.addEventListener("pointerdown", onPointer);
+    return () => {
+      document.removeEventListener("keydown", onKey);
+      document.removeEventListener("pointerdown", onPointer);
+    };
+  }, [open]);
   return (
-    <details className="export-menu small" data-testid="export-menu">
+    <details
+      className="export-menu small"
+      data-testid="export-menu"
+      ref={menu}
+      open={open}
+      onToggle={(e) => setOpen(e.currentTarget.open)}
+    >
       <summary>Export</summary>
       <ul>
         {FORMATS.map(({ format, label }) => (
           <li key={format}>
-            <a href={transcriptUrl(roomId, format, token)} download data-testid={`export-${format}`}>
+            <a
+              href={transcriptUrl(roomId, format, token)}
+              download
+              data-testid={`export-${format}`}
+              // The download starts; the menu's work is done.
+              onClick={() => setOpen(false)}
+            >
               {label}
             </a>
           </li>

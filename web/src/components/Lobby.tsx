@@ -5,6 +5,7 @@ import { navigate, roomFromLink, roomPath } from "../lib/router";
 import { timeAgo } from "../lib/time";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
 import { Link } from "./Link";
+import { ThemeToggle } from "./ThemeToggle";
 
 const REFRESH_MS = 10_000;
 
@@ -37,6 +38,7 @@ export function LobbyPage() {
           tomchat
         </h1>
         <p className="tagline">Rooms where people talk with Tom, together.</p>
+        <ThemeToggle />
       </header>
 
       <UsernameField />
@@ -69,7 +71,9 @@ function RoomList({ rooms }: { rooms: RoomSummary[] }) {
         return (
           <li key={room.id} data-testid="room-item" data-room-id={room.id}>
             <Link href={roomPath(room.id)} className="room-link">
-              <span className="room-name">{room.name || room.id}</span>
+              <span className="room-name" dir="auto">
+                {room.name || room.id}
+              </span>
               <span className="room-meta">
                 <span className={online > 0 ? "online" : "muted"} data-testid="room-members">
                   {online} online
@@ -98,6 +102,7 @@ function UsernameField() {
         value={name}
         maxLength={MAX_USERNAME_CHARS}
         placeholder="How others see you"
+        dir="auto"
         onChange={(e) => {
           setName(e.target.value);
           saveUsername(cleanUsername(e.target.value));
@@ -137,6 +142,8 @@ function CreateRoom() {
         value={name}
         maxLength={100}
         placeholder="Room name"
+        aria-label="Room name"
+        dir="auto"
         onChange={(e) => setName(e.target.value)}
       />
       <label className="check">
@@ -175,6 +182,7 @@ function JoinByLink() {
         data-testid="room-link-input"
         value={link}
         placeholder="Paste a room link"
+        aria-label="Room link"
         onChange={(e) => {
           setLink(e.target.value);
           setError(null);

@@ -1,9 +1,10 @@
-import { memo } from "react";
+import { memo, useDeferredValue } from "react";
 import type { PlayerState } from "../audio/player";
 import type { OutgoingMessage } from "../live/connection";
 import { clockTime, fullTime } from "../lib/time";
-import { Icon } from "./Icon";
+import { Markdown } from "../markdown/Markdown";
 import type { ChatMessage } from "../sync/events";
+import { Icon } from "./Icon";
 
 const STATUS_LABELS: Partial<Record<ChatMessage["status"], string>> = {
   streaming: "writing…",
@@ -20,13 +21,17 @@ interface Props {
 }
 
 /**
- * One transcript entry. All text goes through React's text nodes: nothing a person or
+ * One transcript entry. Text is rendered as Markdown (src/markdown): nothing a person or
  * the model wrote is ever parsed as HTML.
  */
 export const MessageItem = memo(function MessageItem({ message, mine, playing, onPlay }: Props) {
   const streaming = message.status === "streaming";
   const label = STATUS_LABELS[message.status];
   const kind = message.isAI ? "ai" : mine ? "mine" : "other";
+  // While a reply streams, parsing may lag a chunk behind rather than hold up typing;
+  // once it is done, the final text shows at once.
+  const deferred = useDeferredValue(message.content);
+  const text = streaming ? deferred : message.content;
   return (
     <li
       className={`message ${kind} status-${message.status}`}
@@ -37,7 +42,7 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
       data-ai={message.isAI ? "true" : "false"}
     >
       <div className="meta">
-        <span className="author">{message.username || (message.isAI ? "Tom" : "?")}</span>
+        <bdi className="author">{message.username || (message.isAI ? "Tom" : "?")}</bdi>
         {message.source === "voice" && <span className="tag">voice</span>}
         <time dateTime={message.timestamp} title={fullTime(message.timestamp)}>
           {clockTime(message.timestamp)}
@@ -49,10 +54,12 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
         )}
       </div>
       <div className="bubble">
-        <p className="content" data-testid="message-content">
-          {message.content}
-          {streaming && <span className="cursor" data-testid="cursor" aria-hidden="true" />}
-        </p>
+        <div className={`content ${streaming ? "streaming" : ""}`} data-testid="message-content" dir="auto">
+          <Markdown
+            text={text}
+            after={streaming && <span className="cursor" data-testid="cursor" aria-hidden="true" />}
+          />
+        </div>
         {message.error && message.status === "failed" && <p className="error small">{message.error}</p>}
         {message.audioUrl && (
           <button
@@ -70,6 +77,9 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
     </li>
   );
 });
+
+/** Refusals that the same message sent again would get again: no Retry for them. */
+const PERMANENT = new Set(["bad_request", "too_large"]);
 
 interface OutgoingProps {
   item: OutgoingMessage;
@@ -94,19 +104,25 @@ export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingPro
       data-status={item.state}
     >
       <div className="meta">
-        <span className="author">{username}</span>
+        <bdi className="author">{username}</bdi>
         <span className={`status status-${item.state}`}>
           {item.state === "sending" ? "sending…" : "not sent"}
         </span>
       </div>
       <div className="bubble">
-        <p className="content">{text}</p>
+        <p className="content plain" dir="auto">
+          {text}
+        </p>
         {item.state === "failed" && (
           <p className="error small">
             {item.error}{" "}
-            <button type="button" className="link" onClick={() => onRetry(item.clientId)}>
-              Retry
-            </button>{" "}
+            {!PERMANENT.has(item.errorCode ?? "") && (
+              <>
+                <button type="button" className="link" onClick={() => onRetry(item.clientId)}>
+                  Retry
+                </button>{" "}
+              </>
+            )}
             <button type="button" className="link" onClick={() => onDiscard(item.clientId)}>
               Discard
             </button>

@@ -1,5 +1,6 @@
 import { type ChangeEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RawEvent } from "../api/protocol";
+import { useFeatures } from "../api/features";
 import { ApiError, getRoom, mediaUrl } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { roomPath } from "../lib/router";
@@ -12,6 +13,7 @@ import type { ChatMessage } from "../sync/events";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { Icon } from "./Icon";
 import { Link } from "./Link";
+import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
 import { VoiceControls } from "./VoiceControls";
 
@@ -55,6 +57,7 @@ async function loadLog(roomId: string, token: string | null): Promise<RawEvent[]
  */
 export function ReplayPage({ roomId, token }: { roomId: string; token: string | null }) {
   const player = voicePlayer();
+  const features = useFeatures();
   const muted = useStore(player.subscribe, player.getState);
   const voice = useMemo(() => new ReplayVoice(), []);
   const voiceState = useStore(voice.subscribe, voice.getState);
@@ -93,20 +96,27 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
     const timer = setInterval(() => setTick((n) => n + 1), 250);
     return () => clearInterval(timer);
   }, [status.state]);
-  // While the thumb is dragged it shows where it is; the seek happens when it is let go:
-  // React's onChange is the DOM's `input` (every move), the DOM's own `change` is the drop.
+  // While the thumb is dragged it shows where it is; the seek happens when it is let go
+  // (the DOM's `change`: pointer released, or an arrow key). Both are native listeners:
+  // React's onChange also fires when React itself writes a value the range then rounds
+  // to its step, which once left the thumb "dragged" for good and the clock frozen.
   const [dragging, setDragging] = useState<number | null>(null);
   const position = dragging ?? replay.position();
   const scrubber = useRef<HTMLInputElement>(null);
   useEffect(() => {
     const input = scrubber.current;
     if (!input) return;
+    const move = () => setDragging(Number(input.value));
     const drop = () => {
       setDragging(null);
       replay.seek(Number(input.value));
     };
+    input.addEventListener("input", move);
     input.addEventListener("change", drop);
-    return () => input.removeEventListener("change", drop);
+    return () => {
+      input.removeEventListener("input", move);
+      input.removeEventListener("change", drop);
+    };
   }, [replay]);
 
   const [name, setName] = useState(roomId);
@@ -145,7 +155,7 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
   const top = status.start + Math.max(1, Math.ceil(span / STEP_MS)) * STEP_MS;
 
   return (
-    <div
+    <main
       className="room replay"
       data-testid="replay"
       data-state={status.state}
@@ -161,9 +171,10 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           <h1>{name}</h1>
           <span className="muted small">replay</span>
         </div>
-        <VoiceControls player={player} state={muted} />
+        {features?.tts && <VoiceControls player={player} state={muted} />}
+        <ThemeToggle />
         <span className={`badge conn ${playing ? "conn-live" : ""}`} data-testid="replay-state">
-          <span className="dot" />
+          <span className="dot" aria-hidden="true" />
           {LABELS[status.state]}
         </span>
       </header>
@@ -190,10 +201,14 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           min={status.start}
           max={top}
           step={STEP_MS}
-          value={Math.min(Math.max(position, status.start), top)}
+          // On a step, as the range would round it anyway.
+          value={
+            status.start +
+            Math.round((Math.min(Math.max(position, status.start), top) - status.start) / STEP_MS) * STEP_MS
+          }
           disabled={!ready || span === 0}
           ref={scrubber}
-          onChange={(e) => setDragging(Number(e.target.value))}
+          onChange={ignore}
         />
         <span className="replay-clock muted small" data-testid="replay-clock">
           {ready && span >= 0 ? clock(position) : ""}
@@ -235,9 +250,12 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
           }
         />
       </div>
-    </div>
+    </main>
   );
 }
+
+/** React wants an onChange on a controlled input; the native listeners above do the work. */
+function ignore(): void {}
 
 /** The session's wall clock at `ms`, in the reader's time zone. */
 function clock(ms: number): string {

@@ -1,9 +1,12 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { useFeatures } from "../api/features";
 import { getRoom, mediaUrl, olderMessages } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { RoomConnection } from "../live/connection";
 import { replayPath, roomPath } from "../lib/router";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
+import { tabTitle } from "../lib/attention";
+import { useAnnouncer, useMissed } from "../lib/useAttention";
 import { useStore } from "../lib/useStore";
 import type { ChatMessage } from "../sync/events";
 import { Composer } from "./Composer";
@@ -12,6 +15,7 @@ import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
+import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
 import { VoiceControls } from "./VoiceControls";
 
@@ -23,13 +27,21 @@ interface RoomProps {
 
 export function RoomPage({ roomId, token }: RoomProps) {
   const [username, setUsername] = useState(() => cleanUsername(loadUsername()));
-  if (!username) return <UsernameGate roomId={roomId} onDone={setUsername} />;
+  if (!username) return <UsernameGate roomId={roomId} token={token} onDone={setUsername} />;
   return <RoomSession key={`${username}\n${token}`} roomId={roomId} token={token} username={username} />;
 }
 
 /** Asked once per browser: the name is remembered for every room after. */
-function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: string) => void }) {
+function UsernameGate({ roomId, token, onDone }: RoomProps & { onDone: (name: string) => void }) {
   const [name, setName] = useState("");
+  // The room's own name where it has one (a room not created yet has only its id).
+  const [roomName, setRoomName] = useState(roomId);
+  useEffect(() => {
+    getRoom(roomId, token).then(
+      (r) => r.name && setRoomName(r.name),
+      () => {},
+    );
+  }, [roomId, token]);
   const submit = (e: FormEvent) => {
     e.preventDefault();
     const clean = cleanUsername(name);
@@ -40,7 +52,7 @@ function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: strin
   return (
     <main className="page narrow">
       <form className="card" onSubmit={submit} data-testid="username-gate">
-        <h1>Join “{roomId}”</h1>
+        <h1 data-testid="gate-room-name">Join “{roomName}”</h1>
         <label>
           Your name
           <input
@@ -50,6 +62,7 @@ function UsernameGate({ roomId, onDone }: { roomId: string; onDone: (name: strin
             maxLength={MAX_USERNAME_CHARS}
             onChange={(e) => setName(e.target.value)}
             placeholder="How others see you"
+            dir="auto"
           />
         </label>
         <button
@@ -99,6 +112,10 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
   const audio = useStore(player.subscribe, player.getState);
   const [stopError, setStopError] = useState<string | null>(null);
   const [stopping, setStopping] = useState<string | null>(null);
+  const features = useFeatures();
+  const [membersOpen, setMembersOpen] = useState(false);
+  const announced = useAnnouncer(view.messages, view.joined, username);
+  const missed = useMissed(view.messages, username);
 
   const loadOlder = useCallback(async () => {
     const before = sync.olderCursor();
@@ -137,11 +154,19 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
   }, [view.joined, room, roomId, token]);
   const title = room?.name ?? roomId;
   useEffect(() => {
-    document.title = `${title} · tomchat`;
-  }, [title]);
+    document.title = tabTitle(title, missed.unreadCount);
+  }, [title, missed.unreadCount]);
+
+  // The drawer of people on a phone closes with Esc, like every overlay.
+  useEffect(() => {
+    if (!membersOpen) return;
+    const onKey = (e: KeyboardEvent) => e.key === "Escape" && setMembersOpen(false);
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [membersOpen]);
 
   return (
-    <div className="room" data-testid="room" data-room-id={roomId} data-voice-playing={audio.playing ?? ""}>
+    <main className="room" data-testid="room" data-room-id={roomId} data-voice-playing={audio.playing ?? ""}>
       <header className="room-header">
         <Link href="/" className="back" aria-label="All rooms">
           ←
@@ -159,8 +184,19 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           </Link>
           <ExportMenu roomId={roomId} token={token} />
         </div>
-        <VoiceControls player={player} state={audio} />
-        <ConnectionBadge state={status.state} />
+        {features?.tts && <VoiceControls player={player} state={audio} />}
+        <ThemeToggle />
+        <button
+          type="button"
+          className="members-toggle small"
+          data-testid="members-toggle"
+          aria-expanded={membersOpen}
+          aria-controls="members"
+          onClick={() => setMembersOpen(!membersOpen)}
+        >
+          People · {status.members.length}
+        </button>
+        <ConnectionBadge state={status.fatal ? "failed" : status.state} />
       </header>
 
       {audio.blocked && <AudioBlockedBanner onUnblock={() => player.unblock()} />}
@@ -170,10 +206,23 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         </div>
       )}
       {status.fatal && (
-        <div className="banner error" data-testid="room-error">
-          Could not join this room: {status.fatal} <Link href="/">Back to the rooms</Link>
+        <div className="banner error" data-testid="room-error" role="alert">
+          <span>Could not join this room: {status.fatal}.</span>
+          <button
+            type="button"
+            className="link"
+            data-testid="retry-join"
+            onClick={() => connection.retryJoin()}
+          >
+            Try again
+          </button>
+          <Link href="/">Back to the rooms</Link>
         </div>
       )}
+      {/* Finished messages, read out by screen readers (not every chunk of a reply). */}
+      <div className="sr-only" aria-live="polite" data-testid="announcer">
+        {announced}
+      </div>
 
       <div className="room-body">
         <Transcript
@@ -183,6 +232,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           onPlay={onPlay}
           loadOlder={loadOlder}
           sentCount={status.sent}
+          dividerBefore={missed.dividerBefore}
           empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
           footer={status.outbox.map((item) => (
             <OutgoingItem
@@ -195,12 +245,22 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           ))}
         />
         {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
-        <aside className={`members ${status.state === "live" ? "" : "stale"}`} data-testid="members">
-          <h2>Online · {status.members.length}</h2>
+        <aside
+          id="members"
+          aria-label="People in the room"
+          className={`members ${status.state === "live" ? "" : "stale"} ${membersOpen ? "open" : ""}`}
+          data-testid="members"
+        >
+          <div className="members-head">
+            <h2>Online · {status.members.length}</h2>
+            <button type="button" className="link small members-close" onClick={() => setMembersOpen(false)}>
+              Close
+            </button>
+          </div>
           <ul>
             {status.members.map((name) => (
               <li key={name} data-testid="member" className={name === username ? "me" : ""}>
-                {name}
+                <bdi>{name}</bdi>
                 {name === username && <span className="muted"> (you)</span>}
               </li>
             ))}
@@ -208,16 +268,21 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         </aside>
       </div>
 
+      {membersOpen && <div className="scrim" aria-hidden="true" onClick={() => setMembersOpen(false)} />}
+
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
       <Composer
         disabled={!view.joined || status.fatal !== null}
+        focusWhenReady={view.joined}
+        voiceMessages={features?.asr ?? false}
+        onTyping={() => missed.clearDivider()}
         onSend={(text) => connection.sendMessage(text)}
         onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
         replyingId={replying?.id ?? null}
         stopping={stopping !== null && stopping === replying?.id}
         onStop={stop}
       />
-    </div>
+    </main>
   );
 }
 

@@ -1,4 +1,4 @@
-import { type ReactNode, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
+import { Fragment, type ReactNode, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { ChatMessage } from "../sync/events";
 import type { RoomView } from "../sync/roomState";
 import { MessageItem } from "./MessageItem";
@@ -20,6 +20,8 @@ interface Props {
   /** Grows when the reader sends something: they want to see it, so follow the bottom. */
   sentCount?: number;
   empty?: ReactNode;
+  /** The first message that came while the reader was away: a "New messages" line before it. */
+  dividerBefore?: string | null;
 }
 
 /**
@@ -36,6 +38,7 @@ export function Transcript({
   footer,
   empty,
   sentCount = 0,
+  dividerBefore = null,
 }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const sticky = useRef(true);
@@ -132,13 +135,19 @@ export function Transcript({
         {view.joined && view.messages.length === 0 && !footer && empty}
         <ol className="messages" data-testid="messages">
           {view.messages.map((m) => (
-            <MessageItem
-              key={m.id}
-              message={m}
-              mine={!m.isAI && m.username === username}
-              playing={playingId === m.id}
-              onPlay={onPlay}
-            />
+            <Fragment key={m.id}>
+              {m.id === dividerBefore && (
+                <li className="new-divider" data-testid="new-divider">
+                  <span>New messages</span>
+                </li>
+              )}
+              <MessageItem
+                message={m}
+                mine={!m.isAI && m.username === username}
+                playing={playingId === m.id}
+                onPlay={onPlay}
+              />
+            </Fragment>
           ))}
           {footer}
         </ol>

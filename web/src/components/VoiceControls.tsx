@@ -1,7 +1,10 @@
 import type { PlayerState, VoicePlayer } from "../audio/player";
 import { Icon } from "./Icon";
 
-/** The mute toggle for Tom's auto-played voice. */
+/**
+ * The mute toggle for Tom's auto-played voice. Its visible text is its name (for speech
+ * control and screen readers alike); whether it is on is `aria-pressed`.
+ */
 export function VoiceControls({ player, state }: { player: VoicePlayer; state: PlayerState }) {
   return (
     <button
@@ -9,12 +12,11 @@ export function VoiceControls({ player, state }: { player: VoicePlayer; state: P
       className={`toggle ${state.muted ? "" : "on"}`}
       data-testid="mute-toggle"
       aria-pressed={state.muted}
-      aria-label="Mute Tom's voice"
       title={state.muted ? "Tom's voice is muted" : "Tom's voice plays by itself"}
       onClick={() => player.setMuted(!state.muted)}
     >
       <Icon name={state.muted ? "muted" : "speaker"} />
-      <span className="label"> {state.muted ? "Muted" : "Voice on"}</span>
+      <span className="label"> Mute</span>
     </button>
   );
 }

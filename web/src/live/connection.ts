@@ -151,6 +151,13 @@ export class RoomConnection {
 
   // --- joining ----------------------------------------------------------------------
 
+  /** After a refused join: the person asks to try once more (a token may have been fixed). */
+  retryJoin(): void {
+    this.setStatus({ fatal: null });
+    if (this.socket.connected) void this.join();
+    else this.socket.connect();
+  }
+
   private async join(): Promise<void> {
     const attempt = ++this.joinAttempt;
     if (this.retryTimer) clearTimeout(this.retryTimer);
