@@ -18,7 +18,7 @@ from tomchat import __version__
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
-from tomchat.http.features import features
+from tomchat.http.features import Features, features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
@@ -91,11 +91,18 @@ def dependencies(services: Services) -> dict[str, Provide]:
     )
     provided = {name: part(name) for name in names}
 
-    def provide_services() -> Services:
-        return services
+    def provide_capabilities() -> Features:
+        settings = services.settings
+        return Features(
+            tts=services.voice is not None,
+            asr=services.transcriber is not None,
+            llm=settings.llm,
+            # Set by the parts of the server that add them; absent here means off.
+            characters=bool(getattr(settings, "characters", False)),
+            trustedIdentity=bool(getattr(settings, "trusted_user_header", None)),
+        )
 
-    # The whole container, for handlers that report on it (``/api/features``).
-    provided["services"] = Provide(provide_services, use_cache=False, sync_to_thread=False)
+    provided["capabilities"] = Provide(provide_capabilities, use_cache=False, sync_to_thread=False)
     return provided
 
 

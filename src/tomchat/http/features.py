@@ -6,8 +6,6 @@ import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 
-from tomchat.services import Services
-
 
 class Features(msgspec.Struct):
     """Capabilities, never setting names: clients turn these into what people see."""
@@ -20,14 +18,6 @@ class Features(msgspec.Struct):
 
 
 @get("/api/features", tags=["health"], summary="What this server can do")
-async def features(services: NamedDependency[Services]) -> Features:
-    svc = services
-    settings = svc.settings
-    return Features(
-        tts=svc.voice is not None,
-        asr=svc.transcriber is not None,
-        llm=settings.llm,
-        # Set by the parts of the server that add them; absent here means off.
-        characters=bool(getattr(settings, "characters", False)),
-        trustedIdentity=bool(getattr(settings, "trusted_user_header", None)),
-    )
+async def features(capabilities: NamedDependency[Features]) -> Features:
+    # Worked out once by the wiring (``app.py``), which knows what it switched on.
+    return capabilities
