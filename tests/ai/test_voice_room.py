@@ -476,6 +476,11 @@ async def test_a_reply_with_no_text_has_no_audio(
     await asyncio.sleep(0.2)
     assert ann.of("aiAudio") == []
     completed = [e for e in await room_log(server, "r-empty") if isinstance(e, ReplyCompleted)]
-    assert completed[-1].status == "complete"
+    # An empty reply is never an honest "complete".
+    assert (completed[-1].status, completed[-1].error) == (
+        "failed",
+        "The model sent an empty reply",
+    )
+    assert completed[-1].content == ""
     assert media_files(server) == []
     await ann.sio.disconnect()

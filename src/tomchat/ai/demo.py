@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from tomchat.ai.protocols import ChatTurn
+from tomchat.ai.protocols import ChatTurn, ReplyEnd, ReplyPiece
 
 DEMO_GREETING_SUFFIX = " (I'm the offline demo version of Tom: no AI service is connected.)"
 
@@ -64,11 +64,12 @@ class DemoChatModel:
     def __init__(self, delay_ms: int = 40) -> None:
         self.delay = max(delay_ms, 0) / 1000
 
-    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[ReplyPiece]:
         for i, piece in enumerate(word_chunks(compose_reply(turns))):
             if i and self.delay:
                 await asyncio.sleep(self.delay)
             yield piece
+        yield ReplyEnd("stop")
 
     async def aclose(self) -> None:
         return None

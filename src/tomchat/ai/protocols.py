@@ -6,6 +6,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from tomchat.domain.events import ReplyStatus, TokenUsage
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -19,9 +21,37 @@ class ChatModelError(Exception):
     """The model failed; ``str(error)`` is safe to show to the room (no secrets)."""
 
 
+# Finish reasons (OpenAI's and the other names providers use) that end a reply early.
+_TRUNCATED = frozenset({"length", "max_tokens", "max_output_tokens", "model_length"})
+_FILTERED = frozenset({"content_filter", "refusal", "safety", "recitation", "blocked"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEnd:
+    """How a reply ended, as the provider said: yielded once, after the reply's last text."""
+
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
+    # The model refused: its refusal text was the reply's text.
+    refused: bool = False
+
+    @property
+    def status(self) -> ReplyStatus:
+        reason = (self.finish_reason or "").lower()
+        if self.refused or reason in _FILTERED:
+            return "filtered"
+        if reason in _TRUNCATED:
+            return "truncated"
+        return "complete"
+
+
+ReplyPiece = str | ReplyEnd
+
+
 class ChatModel(Protocol):
-    def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
-        """Yield the reply's text in pieces as they are produced.
+    def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[ReplyPiece]:
+        """Yield the reply's text in pieces as they are produced, then (if the provider
+        said how the reply ended) one :class:`ReplyEnd`.
 
         Raises ``ChatModelError`` on failure. Closing the iterator (``aclose`` or task
         cancellation) must end the upstream request at once.

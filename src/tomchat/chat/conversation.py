@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
+from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn, ReplyEnd
+from tomchat.ai.replies import bounded
 from tomchat.chat.voice import ReplySpeaker, Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
 from tomchat.domain.character import Character
@@ -38,6 +39,7 @@ from tomchat.domain.events import (
     ReplyStarted,
     ReplyStatus,
     RoomCreated,
+    TokenUsage,
     new_message_id,
 )
 from tomchat.domain.transcript import STREAMING, MessageRow
@@ -55,6 +57,8 @@ _CLIENT_ID_NAMESPACE = uuid.UUID("6f1c2a52-4c8e-4a55-9d0e-7a0f1b6c3e11")
 class _Outcome:
     status: ReplyStatus = "complete"
     error: str | None = None
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
 
 
 @dataclass(eq=False)
@@ -310,8 +314,10 @@ class Conversation:
         """Read the model into the reply's queue, never waiting on the database."""
         outcome = _Outcome()
         try:
-            async for piece in self.model.stream_reply(turns):
-                if piece:
+            async for piece in bounded(self.model.stream_reply(turns)):
+                if isinstance(piece, ReplyEnd):
+                    outcome = _Outcome(piece.status, None, piece.finish_reason, piece.usage)
+                elif piece:
                     reply.pieces.put_nowait(piece)
                     if speaker is not None:
                         speaker.say(piece)  # spoken as it comes, not after the commit
@@ -377,6 +383,8 @@ class Conversation:
                                 content="".join(texts),
                                 status=outcome.status,
                                 error=outcome.error,
+                                finish_reason=outcome.finish_reason,
+                                usage=outcome.usage,
                             )
                         ],
                     )

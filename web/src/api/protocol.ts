@@ -3,7 +3,13 @@
  * nothing here has behaviour.
  */
 
-export type ReplyStatus = "complete" | "stopped" | "failed" | "interrupted";
+export type ReplyStatus =
+  | "complete"
+  | "stopped"
+  | "failed"
+  | "interrupted"
+  | "truncated"
+  | "filtered";
 /** `streaming` is the projection's status of a reply still being written. */
 export type MessageStatus = ReplyStatus | "streaming";
 
