@@ -42,6 +42,14 @@ class Health(msgspec.Struct):
     redis: str
 
 
+class TokenUsage(msgspec.Struct):
+    """The room's replies' token counts as their providers reported them."""
+
+    promptTokens: int
+    completionTokens: int
+    repliesCounted: int
+
+
 class Room(msgspec.Struct):
     id: str
     name: str | None
@@ -51,6 +59,8 @@ class Room(msgspec.Struct):
     updatedAt: str | None
     members: int
     private: bool = False
+    # Given by GET /api/rooms/{id} (summing it for a list would read every room's log).
+    usage: TokenUsage | None = None
 
 
 class CreatedRoom(Room):
@@ -156,7 +166,9 @@ class RoomController(Controller):
         # The guard has already checked the token of a private room.
         private = bool(await svc.access.private_ids([room_id]))
         members = (await _members(svc, [room_id])).get(room_id, 0)
-        return _room(info, members, private=private)
+        totals = await svc.reader.token_totals(room_id)
+        usage = TokenUsage(totals.prompt_tokens, totals.completion_tokens, totals.replies_counted)
+        return msgspec.structs.replace(_room(info, members, private=private), usage=usage)
 
     @get("/{room_id:str}/messages")
     async def messages(
