@@ -30,6 +30,7 @@ from tomchat.ai.sentences import SentenceChunker
 
 log = logging.getLogger("tomchat.ai.fish")
 
+
 class _TextFeed:
     """The reply's text as Fish's client wants it: each whole sentence (or clause of a long
     one) as one text event, then a flush, so Fish never speaks half a sentence.
@@ -168,7 +169,9 @@ class FishSpeech:
             elif status == 402:
                 message = f"Fish Audio says the account is out of credit (HTTP 402){_detail(body)}"
             else:
-                message = f"Fish Audio refused the live TTS connection (HTTP {status}){_detail(body)}"
+                message = (
+                    f"Fish Audio refused the live TTS connection (HTTP {status}){_detail(body)}"
+                )
         elif (closed := _close_of(inner)) is not None:
             code, reason = closed
             message = f"Fish Audio closed the live TTS session (code {code}){_detail(reason)}"
