@@ -17,6 +17,15 @@ class ChatTurn:
     content: str
 
 
+# The system prompt of a request for a summary of a room's older turns (chat/memory.py); the
+# demo model recognises it and summarises deterministically.
+SUMMARY_INSTRUCTION = (
+    "You keep the memory of a group chat. Summarise the conversation below in at most 150 "
+    "words: who said what, names, facts, promises and open questions. Write plain prose, "
+    "no preamble."
+)
+
+
 class ChatModelError(Exception):
     """The model failed; ``str(error)`` is safe to show to the room (no secrets)."""
 

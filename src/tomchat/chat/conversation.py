@@ -25,6 +25,7 @@ from typing import Any
 
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn, ReplyEnd
 from tomchat.ai.replies import bounded
+from tomchat.chat.memory import RoomMemory
 from tomchat.chat.voice import ReplySpeaker, Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
 from tomchat.domain.character import Character
@@ -90,7 +91,9 @@ class Conversation:
         *,
         leases: ReplyLeases | None = None,
         bus: Bus | None = None,
+        memory: RoomMemory | None = None,
     ) -> None:
+        self.memory = memory or RoomMemory(store, reader, model)
         self.store = store
         self.reader = reader
         self.model = model
@@ -297,7 +300,8 @@ class Conversation:
         self._replies[room_id] = reply
         speaker = self.voice.start(room_id, reply.message_id) if self.voice else None
         try:
-            turns = self._turns(await self.reader.recent(room_id, CONTEXT_MESSAGES))
+            # The context is bounded by tokens (chat/context.py), older turns summarised.
+            turns = await self.memory.turns(room_id, self._turns([])[0].content)
             reply.producer = asyncio.create_task(self._produce(reply, turns, speaker))
             reply.producer.add_done_callback(reply.producer_done)
             await self._write(reply)
@@ -493,6 +497,7 @@ class Conversation:
         """Stop taking work; replies in flight end as ``interrupted`` with their text kept,
         and whatever still waits is left to another process."""
         self._closing = True
+        await self.memory.aclose()
         for reply in list(self._replies.values()):
             if reply.producer is not None:
                 reply.producer.cancel()
