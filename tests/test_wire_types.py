@@ -109,9 +109,11 @@ def test_schema_names_every_event_and_ack() -> None:
     assert message["properties"]["status"]["enum"] == [
         "complete",
         "failed",
+        "filtered",
         "interrupted",
         "stopped",
         "streaming",
+        "truncated",
     ]
     assert defs["SnapshotAck"]["required"] == [
         "ok",

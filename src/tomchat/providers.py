@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from tomchat.ai.demo import DemoChatModel
-from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.openai_compat import JanitorChatModel, OpenAIChatModel
 from tomchat.ai.protocols import ChatModel, Speech, Transcriber
 from tomchat.domain.errors import ConfigError
@@ -38,7 +37,10 @@ def _openai(settings: Settings) -> ChatModel:
         # Only the hosted default needs a key; local servers (vLLM, llama.cpp, Ollama) do not.
         _needs_key("TOMCHAT_LLM_API_KEY", settings.llm_api_key, "to use the OpenAI API")
     return OpenAIChatModel(
-        base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
     )
 
 
@@ -46,7 +48,10 @@ def _janitor(settings: Settings) -> ChatModel:
     if not settings.llm_base_url:
         _needs_key("TOMCHAT_LLM_API_KEY", settings.llm_api_key, "to use JanitorAI")
     return JanitorChatModel(
-        url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model
+        url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
     )
 
 
@@ -55,15 +60,22 @@ def _fish_key(settings: Settings, variable: str) -> str:
 
 
 def _fish_speech(settings: Settings) -> Speech:
+    # Imported only when Fish is on: a missing or too old fish-audio-sdk must not stop a
+    # server that only writes text.
+    from tomchat.ai.fish import FishSpeech
+
     return FishSpeech(
         api_key=_fish_key(settings, "TOMCHAT_TTS"),
         base_url=settings.fish_base_url,
         voice=settings.fish_voice,
         model=settings.fish_model,
+        latency=settings.fish_latency,
     )
 
 
 def _fish_transcriber(settings: Settings) -> Transcriber:
+    from tomchat.ai.fish import FishTranscriber
+
     return FishTranscriber(
         api_key=_fish_key(settings, "TOMCHAT_ASR"), base_url=settings.fish_base_url
     )

@@ -14,6 +14,7 @@ from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
+from tomchat.chat.memory import RoomMemory
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
@@ -70,8 +71,15 @@ class Services:
             character = replace(character, greeting=character.greeting + DEMO_GREETING_SUFFIX)
         cluster = Cluster.build(settings.redis_url, settings.redis_prefix)
         leases = ReplyLeases(db, cluster.identity, settings.reply_lease_seconds)
+        memory = RoomMemory(
+            store,
+            reader,
+            model,
+            context_tokens=settings.llm_context_tokens,
+            max_tokens=settings.llm_max_tokens,
+        )
         conversation = Conversation(
-            store, reader, model, character, voice, leases=leases, bus=cluster.bus
+            store, reader, model, character, voice, leases=leases, bus=cluster.bus, memory=memory
         )
         presence = (
             SharedPresence(cluster.redis, cluster.prefix, cluster.identity)

@@ -52,12 +52,15 @@ class Settings:
     llm_base_url: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     llm_model: str | None = None
+    llm_max_tokens: int = 800  # sent as the reply's bound (max_tokens)
+    llm_context_tokens: int = 8192  # what a request may hold: prompt, memory, newest turns
     tts: str = "none"
     asr: str = "none"
     fish_api_key: str | None = field(default=None, repr=False)
     fish_base_url: str = "https://api.fish.audio"
     fish_voice: str | None = None
     fish_model: str = "s2-pro"
+    fish_latency: str = "balanced"  # Fish's live TTS latency mode: normal | balanced
     demo_delay_ms: int = 40
     character: Path | None = None
     static_dir: Path | None = None
@@ -89,12 +92,15 @@ class Settings:
             llm_base_url=opt("TOMCHAT_LLM_BASE_URL"),
             llm_api_key=opt("TOMCHAT_LLM_API_KEY"),
             llm_model=opt("TOMCHAT_LLM_MODEL"),
+            llm_max_tokens=_int(env, "TOMCHAT_LLM_MAX_TOKENS", cls.llm_max_tokens),
+            llm_context_tokens=_int(env, "TOMCHAT_LLM_CONTEXT_TOKENS", cls.llm_context_tokens),
             tts=(opt("TOMCHAT_TTS") or cls.tts).lower(),
             asr=(opt("TOMCHAT_ASR") or cls.asr).lower(),
             fish_api_key=opt("FISH_API_KEY"),
             fish_base_url=opt("TOMCHAT_FISH_BASE_URL") or cls.fish_base_url,
             fish_voice=opt("TOMCHAT_FISH_VOICE"),
             fish_model=opt("TOMCHAT_FISH_MODEL") or cls.fish_model,
+            fish_latency=(opt("TOMCHAT_FISH_LATENCY") or cls.fish_latency).lower(),
             demo_delay_ms=_int(env, "TOMCHAT_DEMO_DELAY_MS", cls.demo_delay_ms),
             character=Path(c) if (c := opt("TOMCHAT_CHARACTER")) else None,
             static_dir=Path(s) if (s := opt("TOMCHAT_STATIC_DIR")) else None,
@@ -106,4 +112,17 @@ class Settings:
         settings = replace(settings, **overrides)
         if not 0 <= settings.port <= 65535:
             raise ConfigError(f"TOMCHAT_PORT must be between 0 and 65535, got {settings.port}")
+        if not 1 <= settings.llm_max_tokens <= 1_000_000:
+            raise ConfigError(
+                f"TOMCHAT_LLM_MAX_TOKENS must be between 1 and 1000000, got {settings.llm_max_tokens}"
+            )
+        if not 512 <= settings.llm_context_tokens <= 10_000_000:
+            raise ConfigError(
+                "TOMCHAT_LLM_CONTEXT_TOKENS must be between 512 and 10000000, "
+                f"got {settings.llm_context_tokens}"
+            )
+        if settings.fish_latency not in ("normal", "balanced"):
+            raise ConfigError(
+                f"TOMCHAT_FISH_LATENCY must be normal or balanced, got {settings.fish_latency!r}"
+            )
         return settings

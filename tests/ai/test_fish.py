@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from tests.fakes.fish import MP3_FRAME_BYTES, FakeFish
-from tomchat.ai.fish import FishSpeech, FishTranscriber, sentence_pieces
+from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.protocols import SpeechError, TranscriberError
+from tomchat.ai.sentences import SentenceChunker
 
 
 def speech(fish: FakeFish, **options: object) -> FishSpeech:
@@ -43,17 +45,57 @@ async def speak_all(
     return bytes(audio), error
 
 
-def test_sentence_pieces_cut_after_sentence_ends() -> None:
-    assert sentence_pieces("Hi ann. How are") == [("Hi ann. ", True), ("How are", False)]
-    assert sentence_pieces('He said "no!" Then') == [('He said "no!" ', True), ("Then", False)]
-    assert sentence_pieces("3.5 apples") == [("3.5 apples", False)]
-    assert sentence_pieces("Wait...") == [("Wait...", True)]
-    assert sentence_pieces("\u597d\u3002\u4f60\u5462") == [
-        ("\u597d\u3002", True),
-        ("\u4f60\u5462", False),
-    ]
-    for text in ["a. b! c? d", "no end", "x\n\ny", ""]:
-        assert "".join(p for p, _ in sentence_pieces(text)) == text
+# Each case: (text, spans a voice piece must never end inside).
+VOICE_CASES = [
+    "It costs $3.50 today, which is cheap. I paid $12.99 before.",
+    "Bring tools, e.g. a hammer and nails. Then we start.",
+    "Dr. Smith will see you now. Please wait in room 4.",
+    "The docs are on example.com and www.fish.audio today. Go read them.",
+    "Pi is about 3.14159 and e is 2.718. Neat, right?",
+    "Well... I suppose so. Fine!",
+]
+UNBREAKABLE = [
+    "$3.50",
+    "$12.99",
+    "e.g. a",
+    "Dr. Smith",
+    "example.com",
+    "www.fish.audio",
+    "3.14159",
+    "2.718",
+    "Well...",
+]
+
+
+def tokenish(text: str) -> list[str]:
+    """Cut like a real tokenizer: words with their space, and each "." a token of its own."""
+    return [t for t in re.findall(r" ?[A-Za-z]+|\.|[^A-Za-z.]", text) if t]
+
+
+@pytest.mark.parametrize("text", VOICE_CASES)
+@pytest.mark.parametrize("cut", ["tokens", "words", "chars", "whole"])
+def test_sentences_never_end_inside_numbers_abbreviations_or_addresses(text: str, cut: str) -> None:
+    words = [w + " " for w in text.split(" ")]
+    words[-1] = words[-1][:-1]  # each word with the space after it, as some models send
+    pieces = {"tokens": tokenish(text), "words": words, "chars": list(text), "whole": [text]}[cut]
+    chunker = SentenceChunker()
+    out = [s for p in pieces for s in chunker.feed(p)] + chunker.close()
+    assert "".join(out) == text
+    ends = {len("".join(out[: i + 1])) for i in range(len(out))}
+    for span in UNBREAKABLE:
+        at = text.find(span)
+        if at >= 0:
+            inside = set(range(at + 1, at + len(span)))
+            assert not ends & inside, (span, out)
+    assert len(out) >= 2  # and the sentences are still cut where they end
+
+
+def test_a_long_sentence_goes_by_clauses() -> None:
+    text = "This sentence, which goes on and on, " * 6 + "ends here. Next"
+    chunker = SentenceChunker()
+    out = [s for word in text.split(" ") for s in chunker.feed(word + " ")]
+    assert out and all(len(s) <= 200 for s in out)
+    assert out[0].endswith(", ")
 
 
 async def test_streams_text_in_and_audio_out(fake_fish: FakeFish) -> None:
@@ -67,10 +109,11 @@ async def test_streams_text_in_and_audio_out(fake_fish: FakeFish) -> None:
     assert audio == bytes(session.audio)
     assert len(audio) == session.frames * MP3_FRAME_BYTES
     assert "".join(session.texts) == "".join(texts)
-    # A flush right after each sentence end, a last flush for the tail, then stop.
+    # Each whole sentence as one text and a flush (once the next one began), then stop.
     assert session.events[0] == "start"
     assert session.events[-2:] == ["flush", "stop"]
-    assert session.spoken == ["Hello ann, nice to see you. ", "How was the trip?", " Tell me"]
+    assert session.spoken == ["Hello ann, nice to see you. ", "How was the trip? ", "Tell me"]
+    assert session.texts == session.spoken
     assert session.request is not None
     assert session.request["reference_id"] == "tom-voice-id"
     assert session.request["format"] == "mp3"
@@ -127,7 +170,9 @@ async def test_server_closing_mid_stream_is_a_speech_error(fake_fish: FakeFish) 
     audio, error = await speak_all(tts, ["One sentence here. "] * 4)
     await tts.aclose()
     assert error is not None
-    assert "disconnected" in str(error)
+    assert str(error) == (
+        "Fish Audio closed the live TTS session (code 1011): synthesis backend failed"
+    )
     assert audio == bytes(fake_fish.sessions[0].audio)
 
 

@@ -27,7 +27,7 @@ from tests.fakes.llm import (
     sse,
 )
 from tomchat.ai.openai_compat import JanitorChatModel, OpenAIChatModel, RetryPolicy, Timeouts
-from tomchat.ai.protocols import ChatModelError, ChatTurn
+from tomchat.ai.protocols import ChatModelError, ChatTurn, ReplyEnd
 
 TURNS = [ChatTurn("system", "You are Tom."), ChatTurn("user", "ann: hello")]
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
@@ -43,11 +43,22 @@ def janitor_model(fake: FakeLLM, key: str = LLM_KEY, **options: object) -> Janit
     return JanitorChatModel(url=f"{fake.url}/hackathon/completions", api_key=key, **options)  # type: ignore[arg-type]
 
 
-async def collect(model: OpenAIChatModel | JanitorChatModel) -> list[str]:
+async def collect_with_end(
+    model: OpenAIChatModel | JanitorChatModel,
+) -> tuple[list[str], ReplyEnd]:
+    """The text pieces, and the one ending, which must come last."""
     try:
-        return [piece async for piece in model.stream_reply(TURNS)]
+        got = [piece async for piece in model.stream_reply(TURNS)]
     finally:
         await model.aclose()
+    *texts, end = got
+    assert isinstance(end, ReplyEnd), got
+    assert all(isinstance(t, str) for t in texts), got
+    return [t for t in texts if isinstance(t, str)], end
+
+
+async def collect(model: OpenAIChatModel | JanitorChatModel) -> list[str]:
+    return (await collect_with_end(model))[0]
 
 
 async def collect_until_error(
@@ -57,7 +68,8 @@ async def collect_until_error(
 
     async def read() -> None:
         async for piece in model.stream_reply(TURNS):
-            got.append(piece)
+            if isinstance(piece, str):
+                got.append(piece)
 
     try:
         with pytest.raises(ChatModelError) as caught:
@@ -86,6 +98,7 @@ async def test_openai_streams_the_whole_reply_and_sends_the_openai_request(
             {"role": "user", "content": "ann: hello"},
         ],
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 

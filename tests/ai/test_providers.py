@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tomchat.ai.demo import DemoChatModel
@@ -82,3 +86,23 @@ def test_bad_configuration_is_refused(env: dict[str, str], reason: str) -> None:
     with pytest.raises(ConfigError) as caught:
         build_all()
     assert reason in str(caught.value)
+
+
+def test_a_server_without_a_usable_fish_sdk_still_serves_text(tmp_path: Path) -> None:
+    """fish-audio-sdk 1.0.0 lacks WebSocketOptions: with TTS and ASR off it must not matter."""
+    script = (
+        "import sys, fishaudio\n"
+        "del fishaudio.WebSocketOptions\n"  # what 1.0.0 looks like
+        "from tomchat.app import create_app\n"
+        "from tomchat.providers import build_chat_model, build_speech, build_transcriber\n"
+        "from tomchat.settings import Settings\n"
+        f"s = Settings.from_env({{}}, database_url='sqlite+aiosqlite:///{tmp_path}/t.db')\n"
+        "create_app(s)\n"
+        "print(type(build_chat_model(s)).__name__, build_speech(s), build_transcriber(s))\n"
+        "assert 'tomchat.ai.fish' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "DemoChatModel None None"

@@ -288,7 +288,9 @@ class FakeFish:
             await _ws_send(send, {"event": "finish", "reason": "error"})
             await send({"type": "websocket.close", "code": 1011})
         elif self.failure == "close":
-            await send({"type": "websocket.close", "code": 1011})
+            await send(
+                {"type": "websocket.close", "code": 1011, "reason": "synthesis backend failed"}
+            )
         else:  # stall: keep the socket open and never speak again
             await asyncio.Event().wait()
 

@@ -72,13 +72,32 @@ def sse(payload: Any, *, event: str | None = None) -> bytes:
 
 
 def openai_chunk(
-    content: str | None = None, *, role: str | None = None, finish: str | None = None
+    content: str | list[dict[str, Any]] | None = None,
+    *,
+    role: str | None = None,
+    finish: str | None = None,
+    refusal: str | None = None,
+    reasoning_content: str | None = None,
+    reasoning: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """One ``chat.completion.chunk``. ``content`` may be a list of parts (``{"type": "text",
+    "text": …}``, ``{"type": "refusal", "refusal": …}``) as some gateways send it;
+    ``reasoning_content`` is DeepSeek's and vLLM's reasoning field, ``reasoning``
+    OpenRouter's and Ollama's; ``refusal`` is OpenAI's."""
     delta: dict[str, Any] = {}
     if role:
         delta["role"] = role
     if content is not None:
         delta["content"] = content
+    if refusal is not None:
+        delta["refusal"] = refusal
+    if reasoning_content is not None:
+        delta["reasoning_content"] = reasoning_content
+    if reasoning is not None:
+        delta["reasoning"] = reasoning
+    if tool_calls is not None:
+        delta["tool_calls"] = tool_calls
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -100,15 +119,18 @@ USAGE_CHUNK = {
 
 
 def openai_stream(
-    pieces: Sequence[str],
+    pieces: Sequence[str | dict[str, Any]],
     *,
     delay: float = 0.0,
     usage: bool = True,
     done: bool = True,
     keepalive: bool = False,
     finish: bool = True,
+    finish_reason: str = "stop",
 ) -> Reply:
-    """What OpenAI sends: a role chunk, content chunks, a finish chunk, usage, ``[DONE]``."""
+    """What OpenAI sends: a role chunk, content chunks, a finish chunk, usage, ``[DONE]``.
+
+    A piece that is a dict is a whole chunk of its own (see :func:`openai_chunk`)."""
     steps: list[Step] = [b": OPENROUTER PROCESSING\n\n"] if keepalive else []
     steps.append(sse(openai_chunk("", role="assistant")))
     for piece in pieces:
@@ -116,13 +138,21 @@ def openai_stream(
             steps.append(Pause(delay))
         if keepalive:
             steps.append(b": keep-alive\n\n")
-        steps.append(sse(openai_chunk(piece)))
+        steps.append(sse(piece if isinstance(piece, dict) else openai_chunk(piece)))
     if finish:
-        steps.append(sse(openai_chunk(finish="stop")))
+        steps.append(sse(openai_chunk(finish=finish_reason)))
     if usage:
         steps.append(sse(USAGE_CHUNK))
     if done:
         steps.append(b"data: [DONE]\n\n")
+    return Reply(steps=steps)
+
+
+def runaway_stream(piece: str, times: int) -> Reply:
+    """A small model stuck in a loop: the same piece over and over, and no end in sight."""
+    steps: list[Step] = [sse(openai_chunk("", role="assistant"))]
+    steps += [sse(openai_chunk(piece))] * times
+    steps.append(Hang())
     return Reply(steps=steps)
 
 

@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from tomchat.ai.protocols import ChatTurn
+from tomchat.ai.protocols import SUMMARY_INSTRUCTION, ChatTurn, ReplyEnd, ReplyPiece
 
 DEMO_GREETING_SUFFIX = " (I'm the offline demo version of Tom: no AI service is connected.)"
 
@@ -53,6 +53,22 @@ def compose_reply(turns: Sequence[ChatTurn]) -> str:
     return f"{opener} {middle} {closer}"
 
 
+def compose_summary(turns: Sequence[ChatTurn]) -> str:
+    """The demo's memory of older turns: who brought up what, in order, deterministically."""
+    said = "\n".join(t.content for t in turns if t.role == "user")
+    notes: list[str] = []
+    for line in said.splitlines():
+        name, colon, words = line.partition(": ")
+        if not colon or name.startswith("("):
+            continue
+        tokens = [
+            w for w in re.findall(r"[A-Za-z][A-Za-z'-]*", words) if w.lower() not in _STOPWORDS
+        ]
+        if tokens:
+            notes.append(f"{name} talked about {' '.join(tokens[:3]).lower()}")
+    return ("Earlier: " + "; ".join(notes) + ".") if notes else "Earlier: small talk."
+
+
 def word_chunks(text: str) -> list[str]:
     """Split into word-sized pieces that concatenate back to ``text`` exactly."""
     return re.findall(r"\s*\S+", text) or [text]
@@ -64,11 +80,14 @@ class DemoChatModel:
     def __init__(self, delay_ms: int = 40) -> None:
         self.delay = max(delay_ms, 0) / 1000
 
-    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
-        for i, piece in enumerate(word_chunks(compose_reply(turns))):
+    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[ReplyPiece]:
+        summary = bool(turns) and turns[0].content == SUMMARY_INSTRUCTION
+        text = compose_summary(turns) if summary else compose_reply(turns)
+        for i, piece in enumerate(word_chunks(text)):
             if i and self.delay:
                 await asyncio.sleep(self.delay)
             yield piece
+        yield ReplyEnd("stop")
 
     async def aclose(self) -> None:
         return None

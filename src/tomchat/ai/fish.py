@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
@@ -27,35 +26,14 @@ from fishaudio.types import FlushEvent, TextEvent, TTSConfig
 
 from tomchat.ai.protocols import SpeechError, TranscriberError, Transcription
 from tomchat.ai.redaction import redact
+from tomchat.ai.sentences import SentenceChunker
 
 log = logging.getLogger("tomchat.ai.fish")
 
-# Where a sentence ends inside a streamed piece: terminal punctuation, any closing quotes or
-# brackets, then whitespace or the end of the piece. Flushing there lets Fish start speaking
-# a sentence as soon as it is complete instead of waiting for its own buffer to fill.
-_SENTENCE_END = re.compile(
-    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?:\s+|$)"
-    r"|[\u3002\uff01\uff1f]+[\u201d\u2019\u300d\u300f)]*\s*"
-    r"|\n+"
-)
-
-
-def sentence_pieces(piece: str) -> list[tuple[str, bool]]:
-    """Cut ``piece`` after each sentence end: ``[(text, ends_sentence), …]``, joined = ``piece``."""
-    out: list[tuple[str, bool]] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(piece):
-        if match.end() == start:
-            continue
-        out.append((piece[start : match.end()], True))
-        start = match.end()
-    if start < len(piece):
-        out.append((piece[start:], False))
-    return out
-
 
 class _TextFeed:
-    """The reply's text as Fish's client wants it: text events, a flush after each sentence.
+    """The reply's text as Fish's client wants it: each whole sentence (or clause of a long
+    one) as one text event, then a flush, so Fish never speaks half a sentence.
 
     The client reads this from a task of its own and never cancels that task when the audio
     side stops early, so the feed remembers it for :meth:`abandon`. A failing source ends the
@@ -69,20 +47,20 @@ class _TextFeed:
 
     async def events(self) -> AsyncGenerator[TextEvent | FlushEvent, None]:
         self._reader = asyncio.current_task()
-        unflushed = False
+        sentences = SentenceChunker()
         try:
             async for piece in self._source:
-                for text, ends_sentence in sentence_pieces(piece):
-                    yield TextEvent(text=text)
-                    unflushed = not ends_sentence
-                    if ends_sentence:
-                        yield FlushEvent()
+                for sentence in sentences.feed(piece):
+                    yield TextEvent(text=sentence)
+                    yield FlushEvent()
         except Exception as error:
             log.warning("text for speech ended early: %s", type(error).__name__)
         finally:
             self._on_end()
-        if unflushed:
-            yield FlushEvent()
+        for sentence in sentences.close():
+            if sentence.strip():
+                yield TextEvent(text=sentence)
+                yield FlushEvent()
 
     def abandon(self) -> None:
         if self._reader is not None and not self._reader.done():
@@ -181,13 +159,22 @@ class FishSpeech:
         if isinstance(inner, AuthenticationError | FishPermissionError):
             message = f"Fish Audio refused the API key (HTTP {inner.status})"
         elif isinstance(inner, APIError):
-            message = f"Fish Audio TTS failed (HTTP {inner.status})"
+            message = f"Fish Audio TTS failed (HTTP {inner.status}){_detail(inner.body)}"
         elif type(inner).__name__ == "WebSocketUpgradeError":
-            status = getattr(getattr(inner, "response", None), "status_code", None)
+            response = getattr(inner, "response", None)
+            status = getattr(response, "status_code", None)
+            body = _response_text(response)
             if status in (401, 403):
-                message = f"Fish Audio refused the API key (HTTP {status})"
+                message = f"Fish Audio refused the API key (HTTP {status}){_detail(body)}"
+            elif status == 402:
+                message = f"Fish Audio says the account is out of credit (HTTP 402){_detail(body)}"
             else:
-                message = f"Fish Audio refused the live TTS connection (HTTP {status})"
+                message = (
+                    f"Fish Audio refused the live TTS connection (HTTP {status}){_detail(body)}"
+                )
+        elif (closed := _close_of(inner)) is not None:
+            code, reason = closed
+            message = f"Fish Audio closed the live TTS session (code {code}){_detail(reason)}"
         elif isinstance(inner, FishAudioError):
             message = f"Fish Audio TTS failed: {inner}"
         elif isinstance(inner, httpx.HTTPError):
@@ -251,6 +238,33 @@ async def _close_quietly(stream: AsyncGenerator[bytes, None]) -> None:
             log.debug("closing the Fish stream: %r", rest)
     except Exception as error:
         log.debug("closing the Fish stream: %r", error)
+
+
+def _detail(text: str | None) -> str:
+    text = (text or "").strip()
+    return f": {text[:300]}" if text else ""
+
+
+def _response_text(response: object) -> str | None:
+    try:
+        text = getattr(response, "text", None)
+    except Exception:  # the body was never read
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _close_of(error: BaseException) -> tuple[int, str] | None:
+    """The close code and reason of the WebSocket Fish closed, if that is what ``error`` is
+    (or was raised from: the SDK replaces it with a bare "disconnected")."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return None
+        code = getattr(seen, "code", None)
+        if type(seen).__name__ == "WebSocketDisconnect" and isinstance(code, int):
+            return code, str(getattr(seen, "reason", "") or "")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _unwrap(error: BaseException) -> BaseException:

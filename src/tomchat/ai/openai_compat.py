@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
-from tomchat.ai.protocols import ChatModelError, ChatTurn
+from tomchat.ai.protocols import ChatModelError, ChatTurn, ReplyEnd, ReplyPiece
 from tomchat.ai.redaction import redact
+from tomchat.ai.replies import ThinkFilter
 from tomchat.ai.sse import ServerSentEvent, SSEParser
 from tomchat.domain.errors import TomchatError
+from tomchat.domain.events import TokenUsage
 
 log = logging.getLogger("tomchat.ai.llm")
 
@@ -30,22 +34,29 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 JANITOR_DEFAULT_URL = "https://janitorai.com/hackathon/completions"
 
-_RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# A 4xx says the request itself is bad (sending it again cannot help) except these three.
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_JSON_BODY = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How often and how patiently a request that failed before its first byte is repeated."""
+    """How often and how patiently a request that failed before its first byte is repeated.
+
+    ``deadline`` bounds all attempts together (from the first request to giving up): a
+    proxy in front (LiteLLM, OpenRouter) retries on its own, and our attempts multiplied by
+    its own kept a room waiting for a failure far too long.
+    """
 
     attempts: int = 3
     base_delay: float = 0.5
     max_delay: float = 8.0
+    deadline: float = 10.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
+            return max(retry_after, 0.0)  # the server said when: honoured, not shortened
         backoff = self.base_delay * (2 ** (attempt - 1))
         # Full jitter: rooms that failed together should not retry together.
         return min(self.max_delay, random.uniform(backoff / 2, backoff))
@@ -77,6 +88,14 @@ class _BeforeFirstByte(TomchatError):
 @dataclass(slots=True)
 class _StreamState:
     finished: bool = False
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
+    refused: bool = False
+    told_tool_calls: bool = False
+    think: ThinkFilter = field(default_factory=ThinkFilter)
+
+    def end(self) -> ReplyEnd:
+        return ReplyEnd(self.finish_reason, self.usage, self.refused)
 
 
 class HttpChatModel:
@@ -86,6 +105,8 @@ class HttpChatModel:
     # A stream that stops without ``[DONE]`` or a ``finish_reason`` was cut short, unless the
     # provider is known to end streams silently.
     require_end_marker = True
+    # Whether the request asks for a usage chunk after the finish chunk (then worth waiting for).
+    asks_usage = False
 
     def __init__(
         self,
@@ -133,9 +154,10 @@ class HttpChatModel:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[ReplyPiece]:
         body = msgspec.json.encode(self._body(turns))
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             try:
@@ -145,11 +167,12 @@ class HttpChatModel:
                         yield piece
                 return
             except _BeforeFirstByte as error:
-                if not error.retryable or attempt >= self.retry.attempts:
+                pause = self.retry.delay(attempt, error.retry_after)
+                left = self.retry.deadline - (time.monotonic() - started)
+                if not error.retryable or attempt >= self.retry.attempts or pause >= left:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
                     log.warning("%s request failed%s: %s", self.provider, tries, error)
                     raise ChatModelError(f"{error}{tries}") from None
-                pause = self.retry.delay(attempt, error.retry_after)
                 log.info(
                     "%s request failed (%s); retry %d/%d in %.2fs",
                     self.provider,
@@ -160,7 +183,7 @@ class HttpChatModel:
                 )
                 await asyncio.sleep(pause)
 
-    async def _attempt(self, body: bytes) -> AsyncGenerator[str, None]:
+    async def _attempt(self, body: bytes) -> AsyncGenerator[ReplyPiece, None]:
         headers = self._headers()
         headers["Content-Type"] = "application/json"
         got_body = False
@@ -238,7 +261,7 @@ class HttpChatModel:
 
     async def _from_json(
         self, first: bytes, rest: AsyncIterator[bytes]
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[ReplyPiece, None]:
         raw = bytearray(first)
         async for chunk in rest:
             raw += chunk
@@ -249,33 +272,42 @@ class HttpChatModel:
         except msgspec.DecodeError:
             raise ChatModelError(f"The {self.provider} service sent malformed JSON") from None
         state = _StreamState()
-        text = self._text_of(payload, state)
+        text = self._text_of(payload, state) + state.think.close()
         if text:
             yield text
+        yield state.end()
 
     async def _from_sse(
         self, first: bytes, rest: AsyncIterator[bytes]
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[ReplyPiece, None]:
         parser = SSEParser()
         state = _StreamState()
         for event in parser.feed(first):
             for piece in self._event_text(event, state):
                 yield piece
             if state.finished:
-                return
-        async for chunk in rest:
-            for event in parser.feed(chunk):
+                break
+        if not state.finished:
+            async for chunk in rest:
+                for event in parser.feed(chunk):
+                    for piece in self._event_text(event, state):
+                        yield piece
+                    if state.finished:
+                        break
+                if state.finished:
+                    break
+        if not state.finished:
+            for event in parser.close():
                 for piece in self._event_text(event, state):
                     yield piece
                 if state.finished:
-                    return
-        for event in parser.close():
-            for piece in self._event_text(event, state):
-                yield piece
-            if state.finished:
-                return
-        if self.require_end_marker and not state.finished:
+                    break
+        ended = state.finished or state.finish_reason is not None
+        if self.require_end_marker and not ended:
             raise ChatModelError(f"The {self.provider} service's stream ended before it finished")
+        if tail := state.think.close():
+            yield tail
+        yield state.end()
 
     def _event_text(self, event: ServerSentEvent, state: _StreamState) -> list[str]:
         data = event.data.strip()
@@ -298,7 +330,8 @@ class HttpChatModel:
         return [text] if text else []
 
     def _text_of(self, payload: Any, state: _StreamState) -> str:
-        """The text in one chunk (or whole answer), in any of the shapes providers use."""
+        """The visible text in one chunk (or whole answer), in any of the shapes providers
+        use; how the reply ends and its usage go into ``state``."""
         if not isinstance(payload, dict):
             raise ChatModelError(f"The {self.provider} service sent an unexpected chunk")
         error = payload.get("error")
@@ -307,40 +340,72 @@ class HttpChatModel:
                 f"The {self.provider} service stopped with an error: "
                 f"{self._safe(_describe_error(error))}"
             )
-        usage = payload.get("usage")
-        if usage and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s usage: %s", self.provider, usage)
+        if (usage := _usage(payload.get("usage"))) is not None:
+            state.usage = usage
         choices = payload.get("choices")
         if isinstance(choices, list):
-            if not choices:
-                return ""  # the usage-only chunk some servers send last
-            choice = choices[0]
-            if not isinstance(choice, dict):
-                return ""
-            reason = choice.get("finish_reason")
-            if reason == "error":
-                raise ChatModelError(f"The {self.provider} service stopped with an error")
-            if reason:
-                state.finished = True
-            for holder in (choice.get("delta"), choice.get("message")):
+            text = ""
+            if choices and isinstance(choice := choices[0], dict):
+                reason = choice.get("finish_reason")
+                if reason == "error":
+                    raise ChatModelError(f"The {self.provider} service stopped with an error")
+                if isinstance(reason, str) and reason:
+                    state.finish_reason = reason
+                holder = choice.get("delta")
+                if not isinstance(holder, dict):
+                    holder = choice.get("message")
                 if isinstance(holder, dict):
-                    content = holder.get("content")
-                    return content if isinstance(content, str) else ""
-            text = choice.get("text")
-            return text if isinstance(text, str) else ""
+                    text = self._holder_text(holder, state)
+                elif isinstance(choice.get("text"), str):
+                    text = state.think.feed(choice["text"])
+            # Done once the end is known and no usage chunk is still to come.
+            if state.finish_reason is not None and (state.usage or not self.asks_usage):
+                state.finished = True
+            return text
         content = payload.get("content")
-        if isinstance(content, str):
-            return content
+        if isinstance(content, str | list):
+            return self._holder_text(payload, state)
         message = payload.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            return str(message["content"])
+        if isinstance(message, dict):
+            return self._holder_text(message, state)
         return ""
+
+    def _holder_text(self, holder: dict[str, Any], state: _StreamState) -> str:
+        """The text of a ``delta`` or ``message``: content (a string or a list of parts), or
+        a refusal. Reasoning fields are never text; tool calls are not used by tomchat."""
+        if (holder.get("tool_calls") or holder.get("function_call")) and not state.told_tool_calls:
+            state.told_tool_calls = True
+            log.info("%s model sent a tool call; tomchat ignores it", self.provider)
+        text = ""
+        content = holder.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            parts: list[str] = []
+            for part in content:
+                if isinstance(part, str):
+                    parts.append(part)
+                elif isinstance(part, dict):
+                    kind = part.get("type")
+                    if kind in (None, "text", "output_text") and isinstance(part.get("text"), str):
+                        parts.append(part["text"])
+                    elif kind == "refusal" and isinstance(part.get("refusal"), str):
+                        state.refused = True
+                        parts.append(part["refusal"])
+            text = "".join(parts)
+        visible = state.think.feed(text) if text else ""
+        refusal = holder.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            state.refused = True
+            visible += refusal
+        return visible
 
 
 class OpenAIChatModel(HttpChatModel):
     """OpenAI's Chat Completions wire format: OpenAI, OpenRouter, vLLM, llama.cpp, Ollama /v1."""
 
     provider = "OpenAI-compatible"
+    asks_usage = True
 
     def __init__(
         self,
@@ -364,11 +429,19 @@ class OpenAIChatModel(HttpChatModel):
             "messages": [{"role": t.role, "content": t.content} for t in turns],
             "stream": True,
         }
+        # Token counts come in a last chunk only when asked for.
+        body["stream_options"] = {"include_usage": True}
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
+            body[self._max_tokens_field()] = self.max_tokens
         return body
+
+    def _max_tokens_field(self) -> str:
+        # OpenAI itself deprecated max_tokens (its reasoning models refuse it); the servers
+        # that copy its API (vLLM, llama.cpp, Ollama, LiteLLM) all read max_tokens.
+        host = (urlsplit(self.url).hostname or "").lower()
+        return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
 
 class JanitorChatModel(HttpChatModel):
@@ -452,6 +525,24 @@ def _describe_error(error: Any) -> str:
             return str(message)
         return msgspec.json.encode(error).decode()
     return str(error)
+
+
+def _usage(raw: Any) -> TokenUsage | None:
+    if not isinstance(raw, dict):
+        return None
+
+    def count(*names: str) -> int | None:
+        for name in names:
+            value = raw.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return None
+
+    prompt = count("prompt_tokens", "input_tokens")
+    completion = count("completion_tokens", "output_tokens")
+    if prompt is None and completion is None:
+        return None
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
 
 
 def _kind(error: BaseException) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from tomchat.ai.protocols import ChatModel
 from tomchat.chat.leasing import RoomLeasing, close_orphans
+from tomchat.chat.memory import RoomMemory
 from tomchat.chat.reply_run import Replier, ReplyRun
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
@@ -56,7 +57,9 @@ class Conversation:
         *,
         leases: ReplyLeases | None = None,
         bus: Bus | None = None,
+        memory: RoomMemory | None = None,
     ) -> None:
+        self.memory = memory or RoomMemory(store, reader, model)
         self.store = store
         self.reader = reader
         self.model = model
@@ -66,7 +69,7 @@ class Conversation:
         self.bus = bus or LocalBus()
         self.bus.subscribe(self._on_signal)
         self.leasing = RoomLeasing(self.leases, self)
-        self.replier = Replier(model, character, self._append, reader, voice)
+        self.replier = Replier(model, character, self._append, reader, voice, self.memory)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
         self._replies: dict[str, ReplyRun] = {}
@@ -257,6 +260,7 @@ class Conversation:
         """Stop taking work; replies in flight end as ``interrupted`` with their text kept,
         and whatever still waits is left to another process."""
         self._closing = True
+        await self.memory.aclose()
         for reply in list(self._replies.values()):
             reply.interrupt()
         rooms = list(self._loops)

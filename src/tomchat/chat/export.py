@@ -33,6 +33,8 @@ STATUS_MARKS = {
     "stopped": "stopped",
     "failed": "failed",
     "interrupted": "interrupted",
+    "truncated": "cut short",
+    "filtered": "filtered",
     STREAMING: "still replying",
 }
 

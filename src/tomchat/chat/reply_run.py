@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
+from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn, ReplyEnd
+from tomchat.ai.replies import bounded
 from tomchat.domain.character import Character
 from tomchat.domain.events import (
     Event,
@@ -30,6 +31,7 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     ReplyStatus,
+    TokenUsage,
     new_message_id,
 )
 from tomchat.domain.transcript import MessageRow
@@ -73,10 +75,19 @@ class Speakers(Protocol):
     def start(self, room_id: str, message_id: str) -> Speaker: ...
 
 
+class Context(Protocol):
+    """The model's input for a room: the system prompt, the room's memory, then the newest
+    turns that fit the window (``chat.memory``)."""
+
+    async def turns(self, room_id: str, system_prompt: str) -> list[ChatTurn]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: ReplyStatus = "complete"
     error: str | None = None
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
 
 
 def prompt_turns(character: Character, history: Sequence[MessageRow]) -> list[ChatTurn]:
@@ -103,6 +114,7 @@ class Replier:
     append: AppendEvents
     history: History
     voice: Speakers | None = None
+    context: Context | None = None  # None: the last ``context_messages`` messages, unbounded
     context_messages: int = CONTEXT_MESSAGES
 
     def reply(self, room_id: str, message_id: str | None = None) -> ReplyRun:
@@ -159,8 +171,12 @@ class ReplyRun:
         replier = self.replier
         speaker = replier.voice.start(self.room_id, self.message_id) if replier.voice else None
         try:
-            history = await replier.history.recent(self.room_id, replier.context_messages)
-            turns = prompt_turns(replier.character, history)
+            if replier.context is not None:
+                system = prompt_turns(replier.character, [])[0].content
+                turns = await replier.context.turns(self.room_id, system)
+            else:
+                history = await replier.history.recent(self.room_id, replier.context_messages)
+                turns = prompt_turns(replier.character, history)
             self._producer = asyncio.create_task(self._produce(turns, speaker))
             # A task cancelled before its first step never runs its finally: the done
             # callback, not the producer, says it has ended, or the writer would wait for an
@@ -177,8 +193,11 @@ class ReplyRun:
         """Read the model into the queue, never waiting on the database."""
         outcome = Outcome()
         try:
-            async for piece in self.replier.model.stream_reply(turns):
-                if piece:
+            # ``bounded`` caps the length and ends the stream with exactly one ReplyEnd.
+            async for piece in bounded(self.replier.model.stream_reply(turns)):
+                if isinstance(piece, ReplyEnd):
+                    outcome = Outcome(piece.status, None, piece.finish_reason, piece.usage)
+                elif piece:
                     self._pieces.put_nowait(piece)
                     if speaker is not None:
                         speaker.say(piece)  # spoken as it comes, not after the commit
@@ -250,6 +269,8 @@ class ReplyRun:
                                 content="".join(texts),
                                 status=outcome.status,
                                 error=outcome.error,
+                                finish_reason=outcome.finish_reason,
+                                usage=outcome.usage,
                             )
                         ],
                     )

@@ -119,7 +119,11 @@ class ReplySpeaker:
             return
         except SpeechError as error:
             log.warning("speech for reply %s failed: %s", self.message_id, error)
-            await self._missing(fmt)
+            if self._writer is not None and self._writer.bytes_written:
+                # Fish ended the session early: what it had said is still the reply's audio.
+                await self._finalise(fmt)
+            else:
+                await self._missing(fmt)
             return
         except Exception:
             log.exception("speech for reply %s crashed", self.message_id)

@@ -9,6 +9,7 @@ from typing import TextIO, assert_never
 
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
+    MemorySummarized,
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
@@ -127,7 +128,7 @@ class ReplayPrinter:
                 if self._open == event.message_id:
                     self._end_line()
                 self._authors.pop(event.message_id, None)
-            case ReplyAudio():
+            case ReplyAudio() | MemorySummarized():
                 pass  # nothing to show in a terminal
             case _:
                 assert_never(event)

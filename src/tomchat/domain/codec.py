@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -10,6 +11,31 @@ from tomchat.domain.events import Event, event_type
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _reply_completed_without_ending(data: dict[str, Any]) -> dict[str, Any]:
+    """``reply.completed`` before finish reasons and usage were kept: neither is known."""
+    return {"finish_reason": None, "usage": None, **data}
+
+
+# Old data shapes, by event type: a marker every current ``data`` of that type contains (so
+# the check costs a byte search, not a parse), and what turns the older shape into the current.
+_UPCASTERS: dict[str, tuple[bytes, Upcaster]] = {
+    "reply.completed": (b'"finish_reason"', _reply_completed_without_ending),
+}
+
+
+def upcast(type_: str, body: bytes) -> bytes:
+    """The stored ``data`` of an event in the current shape of its type."""
+    found = _UPCASTERS.get(type_)
+    if found is None or found[0] in body:
+        return body
+    data = msgspec.json.decode(body)
+    if not isinstance(data, dict):
+        return body  # not an event's data at all: let decoding say so
+    return _encoder.encode(found[1](data))
 
 
 _prefix_lengths: dict[type, int] = {}
@@ -32,7 +58,7 @@ def decode_event(type_: str, data: bytes | str) -> Event:
     """Rebuild an event from its stored type and data."""
     raw = data.encode() if isinstance(data, str) else data
     # The tag lives in its own column; splice it in rather than re-parsing into a dict.
-    body = raw.strip()
+    body = upcast(type_, raw.strip())
     if body == b"{}":
         spliced = b'{"type":' + _encoder.encode(type_) + b"}"
     else:
@@ -48,4 +74,4 @@ def data_dict(event: Event) -> dict[str, Any]:
     return out
 
 
-__all__ = ["data_dict", "decode_event", "encode_data", "event_type"]
+__all__ = ["data_dict", "decode_event", "encode_data", "event_type", "upcast"]

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 MessageSource = Literal["text", "voice"]
-ReplyStatus = Literal["complete", "stopped", "failed", "interrupted"]
+ReplyStatus = Literal["complete", "stopped", "failed", "interrupted", "truncated", "filtered"]
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
@@ -55,18 +55,52 @@ class ReplyAudio(_Event, frozen=True, tag="reply.audio"):
     duration_ms: int | None = None
 
 
+class TokenUsage(msgspec.Struct, frozen=True):
+    """Token counts as the model's provider reported them (either may be missing)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 class ReplyCompleted(_Event, frozen=True, tag="reply.completed"):
     message_id: str
     content: str
     status: ReplyStatus
     error: str | None = None
+    # The provider's own word for how the reply ended ("stop", "length", …), if it gave one.
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
 
 
-Event = RoomCreated | MessagePosted | ReplyStarted | ReplyChunk | ReplyAudio | ReplyCompleted
+class MemorySummarized(_Event, frozen=True, tag="memory.summarized"):
+    """What the room said up to ``through_version``, summarised for later model contexts."""
+
+    character_id: str | None
+    through_version: int
+    summary: str
+
+
+Event = (
+    RoomCreated
+    | MessagePosted
+    | ReplyStarted
+    | ReplyChunk
+    | ReplyAudio
+    | ReplyCompleted
+    | MemorySummarized
+)
 
 EVENT_TYPES: frozenset[str] = frozenset(
     t.__struct_config__.tag  # type: ignore[misc]
-    for t in (RoomCreated, MessagePosted, ReplyStarted, ReplyChunk, ReplyAudio, ReplyCompleted)
+    for t in (
+        RoomCreated,
+        MessagePosted,
+        ReplyStarted,
+        ReplyChunk,
+        ReplyAudio,
+        ReplyCompleted,
+        MemorySummarized,
+    )
 )
 
 

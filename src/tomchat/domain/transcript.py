@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import assert_never
 
 from tomchat.domain.events import (
+    MemorySummarized,
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
@@ -50,6 +51,8 @@ class Transcript:
         self.name: str | None = None
         self.character: str | None = None
         self.version = 0
+        # The room's latest summary of its older turns (model context only, never shown).
+        self.memory: MemorySummarized | None = None
         self._rows: dict[str, MessageRow] = {}
         self._chunks: dict[str, list[str]] = {}
 
@@ -115,6 +118,9 @@ class Transcript:
                         last_version=v,
                     )
                 self._chunks.pop(event.message_id, None)
+            case MemorySummarized():
+                if self.memory is None or event.through_version >= self.memory.through_version:
+                    self.memory = event
             case _:
                 assert_never(event)
 

@@ -48,6 +48,14 @@ class Health(msgspec.Struct):
     redis: str
 
 
+class TokenUsage(msgspec.Struct):
+    """The room's replies' token counts as their providers reported them."""
+
+    promptTokens: int
+    completionTokens: int
+    repliesCounted: int
+
+
 class Room(msgspec.Struct):
     id: str
     name: str | None
@@ -57,6 +65,8 @@ class Room(msgspec.Struct):
     updatedAt: str | None
     members: int
     private: bool = False
+    # Given by GET /api/rooms/{id} (summing it for a list would read every room's log).
+    usage: TokenUsage | None = None
 
 
 class CreatedRoom(Room):
@@ -159,7 +169,9 @@ class RoomController(Controller):
         # The guard has already checked the token of a private room.
         private = bool(await access.private_ids([room_id]))
         members = (await presence.counts([room_id])).get(room_id, 0)
-        return _room(info, members, private=private)
+        totals = await reader.token_totals(room_id)
+        usage = TokenUsage(totals.prompt_tokens, totals.completion_tokens, totals.replies_counted)
+        return msgspec.structs.replace(_room(info, members, private=private), usage=usage)
 
     @get("/{room_id:str}/messages")
     async def messages(

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, assert_never
 
 from tomchat.domain.events import (
+    MemorySummarized,
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
@@ -107,7 +108,9 @@ class Publisher:
             case ReplyCompleted():
                 if (info := self._replies.get(event.message_id)) is None:
                     return None
-            case ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated():
+            case (
+                ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
+            ):
                 pass  # need nothing from the database
             case _:
                 assert_never(event)
@@ -146,7 +149,7 @@ class Publisher:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 self._replies.pop(event.message_id, None)
-            case ReplyChunk() | MessagePosted() | RoomCreated():
+            case ReplyChunk() | MessagePosted() | RoomCreated() | MemorySummarized():
                 pass
             case _:
                 assert_never(event)

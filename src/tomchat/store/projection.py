@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.events import (
+    MemorySummarized,
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
@@ -78,6 +79,8 @@ def projection_statements(
                         None,
                     )
                 )
+            case MemorySummarized():
+                pass  # model context only: read from the log, never a message row
             case ReplyChunk():
                 pass  # skipped above
             case _:

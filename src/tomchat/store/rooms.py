@@ -9,11 +9,18 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tomchat.domain.events import RecordedEvent, ReplyChunk
+from tomchat.domain.codec import decode_event
+from tomchat.domain.events import (
+    MemorySummarized,
+    RecordedEvent,
+    ReplyChunk,
+    ReplyCompleted,
+    event_type,
+)
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.reads import head_of, read_events
-from tomchat.store.schema import messages, streams
+from tomchat.store.schema import events, messages, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,19 @@ class RoomInfo:
     version: int
     created_at: datetime | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTotals:
+    """What a room's replies cost, as far as the providers reported it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    replies_counted: int = 0  # replies whose provider reported usage
+
+
+_COMPLETED = event_type(ReplyCompleted(message_id="", content="", status="complete"))
+_SUMMARIZED = event_type(MemorySummarized(character_id=None, through_version=0, summary=""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +144,47 @@ class RoomReader:
         )
         async with self.db.snapshot() as conn:
             return [_message(row) for row in await conn.execute(query)]
+
+    async def token_totals(self, room_id: str) -> TokenTotals:
+        query = select(events.c.type, events.c.data).where(
+            events.c.room_id == room_id, events.c.type == _COMPLETED
+        )
+        prompt = completion = counted = 0
+        async with self.db.snapshot() as conn:
+            for row in await conn.execute(query):
+                event = decode_event(row.type, row.data)
+                if isinstance(event, ReplyCompleted) and event.usage is not None:
+                    counted += 1
+                    prompt += event.usage.prompt_tokens or 0
+                    completion += event.usage.completion_tokens or 0
+        return TokenTotals(prompt, completion, counted)
+
+    async def memory(self, room_id: str) -> MemorySummarized | None:
+        """The room's latest summary of its older turns, if one was written."""
+        query = (
+            select(events.c.type, events.c.data)
+            .where(events.c.room_id == room_id, events.c.type == _SUMMARIZED)
+            .order_by(events.c.version.desc())
+            .limit(1)
+        )
+        async with self.db.snapshot() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        event = decode_event(row.type, row.data)
+        return event if isinstance(event, MemorySummarized) else None
+
+    async def since(self, room_id: str, version: int, limit: int) -> list[MessageRow]:
+        """The newest ``limit`` messages that began after ``version``, oldest first."""
+        query = (
+            select(messages)
+            .where(messages.c.room_id == room_id, messages.c.first_version > version)
+            .order_by(messages.c.first_version.desc())
+            .limit(limit)
+        )
+        async with self.db.snapshot() as conn:
+            rows = [_message(row) for row in await conn.execute(query)]
+        return rows[::-1]
 
     async def message(self, message_id: str) -> MessageRow | None:
         async with self.db.snapshot() as conn:

@@ -8,6 +8,7 @@ from typing import assert_never, cast
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
+    MemorySummarized,
     MessagePosted,
     MessageSource,
     RecordedEvent,
@@ -143,5 +144,7 @@ def live_event(
             )
         case RoomCreated():
             return None  # clients learn a room's name and character when they join
+        case MemorySummarized():
+            return None  # the models' memory, never shown
         case _:
             assert_never(event)

@@ -30,7 +30,7 @@ export interface Message {
   timestamp: string;
   isAI: boolean;
   audioUrl: string | null;
-  status: "complete" | "failed" | "interrupted" | "stopped" | "streaming";
+  status: "complete" | "failed" | "filtered" | "interrupted" | "stopped" | "streaming" | "truncated";
   /**
    * How a user message was posted; on `messages[]` items and the `message` event
    */

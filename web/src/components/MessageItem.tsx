@@ -11,6 +11,8 @@ const STATUS_LABELS: Partial<Record<ChatMessage["status"], string>> = {
   stopped: "stopped",
   failed: "failed",
   interrupted: "interrupted",
+  truncated: "cut short",
+  filtered: "filtered",
 };
 
 interface Props {

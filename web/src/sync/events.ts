@@ -46,7 +46,15 @@ export type RoomEvent =
   /** room.created or a type this client does not know: it only moves the version on. */
   | { version: number; kind: "other" };
 
-const STATUSES: readonly MessageStatus[] = ["complete", "stopped", "failed", "interrupted", "streaming"];
+const STATUSES: readonly MessageStatus[] = [
+  "complete",
+  "stopped",
+  "failed",
+  "interrupted",
+  "truncated",
+  "filtered",
+  "streaming",
+];
 
 export function asStatus(value: unknown): MessageStatus {
   return STATUSES.includes(value as MessageStatus) ? (value as MessageStatus) : "complete";
