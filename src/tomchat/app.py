@@ -24,8 +24,10 @@ from tomchat.http.api import RoomController, health
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
+from tomchat.http.ops import prometheus_metrics, ready
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
+from tomchat.lifecycle import Lifecycle
 from tomchat.live.publisher import Publisher
 from tomchat.live.sendbuffer import BoundedAsyncServer
 from tomchat.live.server import LiveServer
@@ -107,6 +109,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     install_log_redaction()  # invite tokens in query strings stay out of the access log
     publisher = Publisher(sio, services.reader)
     services.store.subscribe(publisher.on_commit)
+    # Draining (see lifecycle.py): replies end interrupted and reach the room, then sockets close.
+    lifecycle = Lifecycle()
+    lifecycle.on_drain(services.conversation.close)
+    lifecycle.on_drain(publisher.close)
+    lifecycle.on_drain(sio.eio.disconnect)
 
     async def start() -> None:
         document_problems(api.openapi_schema)  # before anyone has fetched /schema
@@ -122,8 +129,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         if recovered:
             log.warning("taking over %d rooms left mid-reply by stopped processes", recovered)
         services.conversation.start()
+        lifecycle.started = True
+        lifecycle.drain_on_signals()
 
     async def stop() -> None:
+        await lifecycle.drain()
         await services.conversation.close()
         if services.voice is not None:
             await services.voice.aclose()  # before the store closes: it records the audio
@@ -139,6 +149,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     api = Litestar(
         route_handlers=[
             health,
+            ready,
+            prometheus_metrics,
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",
@@ -152,7 +164,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
         guards=[room_guard],
         on_startup=[start],
         on_shutdown=[stop],
-        state=State({"services": services}),
+        state=State({"services": services, "lifecycle": lifecycle}),
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(

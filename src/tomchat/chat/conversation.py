@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tomchat import metrics
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
 from tomchat.chat.voice import ReplySpeaker, Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
@@ -296,7 +297,8 @@ class Conversation:
             turns = self._turns(await self.reader.recent(room_id, CONTEXT_MESSAGES))
             reply.producer = asyncio.create_task(self._produce(reply, turns, speaker))
             reply.producer.add_done_callback(reply.producer_done)
-            await self._write(reply)
+            with metrics.ROOMS_STREAMING.track_inprogress():  # /metrics: rooms streaming now
+                await self._write(reply)
         finally:
             self._replies.pop(room_id, None)
             if reply.producer is not None and not reply.producer.done():
@@ -310,7 +312,11 @@ class Conversation:
         """Read the model into the reply's queue, never waiting on the database."""
         outcome = _Outcome()
         try:
-            async for piece in self.model.stream_reply(turns):
+            # Observed for /metrics: the model's time to its first text.
+            stream = metrics.first_item_timed(
+                self.model.stream_reply(turns), metrics.LLM_FIRST_TOKEN
+            )
+            async for piece in stream:
                 if piece:
                     reply.pieces.put_nowait(piece)
                     if speaker is not None:

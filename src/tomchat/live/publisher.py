@@ -6,13 +6,21 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as socketio_packet
 
-from tomchat.domain.events import RecordedEvent, ReplyAudio, ReplyCompleted, ReplyStarted
+from tomchat import metrics
+from tomchat.domain.events import (
+    RecordedEvent,
+    ReplyAudio,
+    ReplyChunk,
+    ReplyCompleted,
+    ReplyStarted,
+)
 from tomchat.live.sendbuffer import packet_size
 from tomchat.store.rooms import RoomReader
 from tomchat.wire.outgoing import ReplyInfo, live_event
@@ -112,6 +120,7 @@ class Publisher:
         for _sid, eio_sid in self.sio.manager.get_participants("/", recorded.room_id):
             for frame in frames:
                 send(eio_sid, frame)
+        _observe_lag(recorded)
         return size
 
     def _frames(self, name: str, payload: dict[str, Any]) -> list[Any]:
@@ -134,6 +143,7 @@ class Publisher:
         if out is not None:
             name, payload = out
             await self.sio.emit(name, payload, room=recorded.room_id)
+            _observe_lag(recorded)
 
     def _remember(self, recorded: RecordedEvent) -> None:
         """Follow replies from start to completion: ``aiComplete`` needs their author."""
@@ -154,3 +164,10 @@ class Publisher:
         # Started by another process or before a restart: the projection knows.
         row = await self.reader.message(message_id)
         return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
+
+
+def _observe_lag(recorded: RecordedEvent) -> None:
+    """A reply chunk's way from its append (the clock the store stamps it with) to the room."""
+    if isinstance(recorded.event, ReplyChunk):
+        lag = (datetime.now(UTC) - recorded.recorded_at).total_seconds()
+        metrics.CHUNK_DELIVERY_LAG.observe(max(lag, 0.0))

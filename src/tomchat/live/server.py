@@ -10,6 +10,7 @@ from typing import Any
 
 import socketio
 
+from tomchat import metrics
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.cluster.presence import Presence
@@ -38,6 +39,7 @@ Handler = Callable[[str, Any], Awaitable[Ack]]
 
 
 def error(code: str, message: str, **extra: Any) -> Ack:
+    metrics.ERRORS.labels(code).inc()
     return {"ok": False, "error": {"code": code, "message": message, **extra}}
 
 
@@ -60,6 +62,7 @@ def answered(handler: Handler) -> Callable[..., Awaitable[Ack]]:
         except PayloadError as exc:
             return error(exc.code, exc.message)
         except RateLimited as exc:
+            metrics.RATE_LIMITED.labels(exc.what).inc()
             return error("rate_limited", str(exc), retryAfter=exc.retry_after)
         except StoreUnavailable as exc:
             return error("unavailable", f"{exc}; try again shortly")
@@ -109,6 +112,7 @@ class LiveServer:
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
+        sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
         sio.on("*", self.unknown)
 
@@ -152,6 +156,7 @@ class LiveServer:
         if since is not None and since >= 0:
             caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
             if caught is not None and since <= caught.version:
+                metrics.CATCH_UP_EVENTS.observe(len(caught.events))
                 return {
                     "ok": True,
                     "roomId": room_id,
@@ -167,6 +172,7 @@ class LiveServer:
             "streaming": [wire.streaming(s) for s in snapshot.streaming],
             "hasMore": snapshot.has_more,
         }
+        metrics.CATCH_UP_EVENTS.observe(len(snapshot.messages))
         if since is not None:
             ack["reset"] = True  # too far behind (or ahead of) the log: start over
         return ack
@@ -206,7 +212,11 @@ class LiveServer:
             await self.announce(p.roomId)
         return {"ok": True}
 
+    async def connect(self, sid: str, *_: Any) -> None:
+        metrics.CONNECTED_SOCKETS.inc()
+
     async def disconnect(self, sid: str, *_: Any) -> None:
+        metrics.CONNECTED_SOCKETS.dec()
         for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
             limiter.forget(sid)
         for room_id in await self.presence.drop(sid):
@@ -216,6 +226,7 @@ class LiveServer:
         try:
             self.events_limit.check([sid])
         except RateLimited as exc:
+            metrics.RATE_LIMITED.labels(exc.what).inc()
             return error("rate_limited", str(exc), retryAfter=exc.retry_after)
         name = event[:64] if isinstance(event, str) else type(event).__name__
         return error("bad_request", f"unknown event {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tomchat import metrics
 from tomchat.domain.codec import decode_event, encode_data
 from tomchat.domain.events import Event, NewEvent, RecordedEvent, event_type
 from tomchat.store import sqlite_writer
@@ -236,6 +238,7 @@ class EventStore:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Append]) -> None:
+        started = time.monotonic()
         try:
             if self._sqlite is not None:
                 now = datetime.now(UTC)
@@ -252,6 +255,9 @@ class EventStore:
                     await self._commit([request])
                 return
         self.batches_written += 1
+        metrics.GROUP_COMMIT_SECONDS.observe(time.monotonic() - started)
+        metrics.GROUP_COMMIT_EVENTS.observe(len(fresh))
+        metrics.EVENTS_APPENDED.inc(len(fresh))
         if fresh:
             for listener in self._listeners:
                 try:
