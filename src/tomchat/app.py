@@ -16,7 +16,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
-from tomchat import __version__
+from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain import limits
@@ -56,6 +56,12 @@ def _internal(exc: Exception) -> ProblemDetailsException:
     )
 
 
+async def _close_sockets(sio: socketio.AsyncServer) -> None:
+    # Ends every long-poll at once (uvicorn would wait for them) and tells clients to go.
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
+
+
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
     # Every emit goes through Redis to every process's sockets (the channel is per
     # deployment, like all of tomchat's Redis names).
@@ -78,9 +84,9 @@ def create_socketio(settings: Settings) -> socketio.AsyncServer:
 def create_worker_app() -> Any:
     """The app of one ``tomchat serve --workers N`` process (uvicorn imports it by name);
     the command has migrated the database already."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return create_app(Settings.from_env(), migrate=False)
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)
+    return create_app(settings, migrate=False)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any:
@@ -113,7 +119,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
     lifecycle = Lifecycle()
     lifecycle.on_drain(services.conversation.close)
     lifecycle.on_drain(publisher.close)
-    lifecycle.on_drain(sio.eio.disconnect)
+    lifecycle.on_drain(lambda: _close_sockets(sio))
 
     async def start() -> None:
         document_problems(api.openapi_schema)  # before anyone has fetched /schema
@@ -177,7 +183,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
             )
         ],
         openapi_config=OpenAPIConfig(title="tomchat", version=__version__, path="/schema"),
-        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 400}),
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={404, 400},
+            formatters=logs.litestar_formatters(settings.log_format),
+        ),
     )
     app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.services = services  # for tests and tools that run the app in-process

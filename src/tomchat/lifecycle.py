@@ -50,19 +50,24 @@ class Lifecycle:
                 log.exception("draining step failed")
 
     def drain_on_signals(self) -> None:
-        """Chain onto the server's SIGTERM/SIGINT handlers (uvicorn's, which stop it): the
-        signal still stops the server, and draining starts in the same instant."""
+        """Put draining in front of the server's SIGTERM/SIGINT handlers (uvicorn's, which
+        stop it): the signal drains, then stops the server, so the rooms see their replies
+        end before their sockets close. A second signal goes to the server at once."""
         if threading.current_thread() is not threading.main_thread():
             return  # an app run in a thread by tests: no signals reach it
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # nobody would stop the server: leave the default alone
 
             def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(self.drain)
-                if callable(previous):
+                def stop(*_: object) -> None:
                     previous(signum, frame)
-                elif previous == signal.SIG_DFL and signum == signal.SIGINT:
-                    raise KeyboardInterrupt
+
+                if self.draining:
+                    stop()
+                    return
+                loop.call_soon_threadsafe(lambda: self.drain().add_done_callback(stop))
 
             signal.signal(sig, handler)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tomchat import metrics
+from tomchat import logs, metrics
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn
 from tomchat.chat.voice import ReplySpeaker, Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
@@ -281,6 +281,7 @@ class Conversation:
 
     async def _reply(self, room_id: str, pending: Sequence[MessageRow]) -> None:
         reply = _Reply(room_id, new_message_id())
+        logs.bind(room_id=room_id, message_id=reply.message_id)  # JSON log lines name them
         await self._append(
             room_id,
             [

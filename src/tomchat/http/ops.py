@@ -53,4 +53,5 @@ async def ready(state: State) -> Response[Readiness]:
 @get("/metrics", tags=["health"], include_in_schema=False)
 async def prometheus_metrics() -> Response[bytes]:
     body, content_type = metrics.exposition()
-    return Response(body, media_type=content_type)
+    # Litestar adds the charset of text/* itself: once, not twice.
+    return Response(body, media_type=content_type.split("; charset=")[0])

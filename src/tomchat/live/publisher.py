@@ -157,6 +157,14 @@ class Publisher:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 self._replies.pop(event.message_id, None)
+                # One line per reply, for operators (JSON logs carry the ids as fields).
+                log.info(
+                    "reply %s ended %s (%d characters)",
+                    event.message_id,
+                    event.status,
+                    len(event.content),
+                    extra={"room_id": recorded.room_id, "message_id": event.message_id},
+                )
 
     async def _reply_info(self, message_id: str) -> ReplyInfo | None:
         if (info := self._replies.get(message_id)) is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import socketio
 
-from tomchat import metrics
+from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.cluster.presence import Presence
@@ -58,6 +58,8 @@ def answered(handler: Handler) -> Callable[..., Awaitable[Ack]]:
                 # python-socketio spreads a client's extra arguments over the handler's
                 # parameters; one payload object is the whole protocol.
                 raise PayloadError("bad_request", f"expected one payload, got {len(args)}")
+            if args and isinstance(args[0], dict) and isinstance(args[0].get("roomId"), str):
+                logs.bind(room_id=args[0]["roomId"][:200])  # this handler's JSON log lines
             return await handler(sid, args[0] if args else None)
         except PayloadError as exc:
             return error(exc.code, exc.message)
