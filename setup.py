@@ -54,7 +54,9 @@ def build_web_client() -> None:
 
 class BuildPyWithWeb(build_py):
     def run(self) -> None:
-        build_web_client()
+        # An editable install serves src/tomchat/static in place: scripts/serve builds it.
+        if not getattr(self, "editable_mode", False):
+            build_web_client()
         super().run()
 
 
