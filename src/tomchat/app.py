@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Any
 
     async def stop() -> None:
         await lifecycle.drain()
+        lifecycle.restore_signals()
         await services.conversation.close()
         if services.voice is not None:
             await services.voice.aclose()  # before the store closes: it records the audio

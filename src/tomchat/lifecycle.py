@@ -27,6 +27,7 @@ class Lifecycle:
         self.started = False
         self._steps: list[Step] = []
         self._drain: asyncio.Task[None] | None = None
+        self._replaced: dict[int, Any] = {}  # the signal handlers ours stand in front of
 
     @property
     def draining(self) -> bool:
@@ -58,8 +59,9 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
-            if not callable(previous):
-                continue  # nobody would stop the server: leave the default alone
+            if not callable(previous) or previous is signal.default_int_handler:
+                continue  # no server's handler (an app run in-process): leave it alone
+            self._replaced[sig] = previous
 
             def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
                 def stop(*_: object) -> None:
@@ -71,3 +73,9 @@ class Lifecycle:
                 loop.call_soon_threadsafe(lambda: self.drain().add_done_callback(stop))
 
             signal.signal(sig, handler)
+
+    def restore_signals(self) -> None:
+        """Hand the signals back to the handlers ours stood in front of."""
+        for sig, previous in self._replaced.items():
+            signal.signal(sig, previous)
+        self._replaced.clear()
