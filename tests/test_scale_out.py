@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REDIS_URL, need_service
 from tests.support.room_client import RoomClient
@@ -373,6 +375,17 @@ async def test_workers_share_one_port(cluster_env: dict[str, str], tmp_path: Pat
             )
             assert contiguous(p)
         assert len({str(as_table(p)) for p in people}) == 1
+        # /metrics on whichever worker answers sums both (prometheus-client multi-process).
+        async with httpx.AsyncClient() as http:
+            for _ in range(4):
+                text = (await http.get(f"{server.url}/metrics")).text
+                [sockets] = [
+                    s.value
+                    for f in text_string_to_metric_families(text)
+                    for s in f.samples
+                    if s.name == "tomchat_connected_sockets"
+                ]
+                assert sockets == 4, text
         for p in people:
             await p.disconnect()
         status = await server.terminate()

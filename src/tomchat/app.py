@@ -14,7 +14,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
-from tomchat import __version__
+from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
@@ -22,14 +22,22 @@ from tomchat.http.features import Features, features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
+from tomchat.http.ops import prometheus_metrics, ready
 from tomchat.http.problems import PROBLEMS
 from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
+from tomchat.lifecycle import Lifecycle
 from tomchat.live.sendbuffer import BoundedAsyncServer
 from tomchat.services import Services
 from tomchat.settings import Settings
 
 log = logging.getLogger("tomchat")
+
+
+async def _close_sockets(sio: socketio.AsyncServer) -> None:
+    # Ends every long-poll at once (uvicorn would wait for them) and tells clients to go.
+    if sio.eio.sockets:
+        await sio.eio.disconnect()
 
 
 def create_socketio(settings: Settings) -> socketio.AsyncServer:
@@ -54,9 +62,9 @@ def create_socketio(settings: Settings) -> socketio.AsyncServer:
 def create_worker_app() -> Any:
     """The app of one ``tomchat serve --workers N`` process (uvicorn imports it by name);
     the command has migrated the database already."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return create_app(Settings.from_env(), migrate=False)
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)
+    return create_app(settings, migrate=False)
 
 
 class TomchatApp(socketio.ASGIApp):  # type: ignore[misc]  # python-socketio is untyped
@@ -112,11 +120,22 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
     sio = create_socketio(settings)
     services = Services.build(settings, sio)
     install_log_redaction()  # invite tokens in query strings stay out of the access log
+    # Draining (see lifecycle.py): replies end interrupted and reach the room, then sockets close.
+    lifecycle = Lifecycle()
+    lifecycle.on_drain(services.conversation.close)
+    lifecycle.on_drain(services.publisher.close)
+    lifecycle.on_drain(lambda: _close_sockets(sio))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with services.running(migrate=migrate):
-            yield
+            lifecycle.started = True
+            lifecycle.drain_on_signals()
+            try:
+                yield
+            finally:
+                await lifecycle.drain()  # once: a signal may have begun it already
+                lifecycle.restore_signals()
 
     def document() -> None:
         document_problems(api.openapi_schema)  # before anyone has fetched /schema
@@ -125,6 +144,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
         route_handlers=[
             health,
             features,
+            ready,
+            prometheus_metrics,
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",
@@ -134,7 +155,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
             media_router(services.access),
             web_router(settings.static_dir),
         ],
-        dependencies=dependencies(services),
+        dependencies={
+            **dependencies(services),
+            "lifecycle": Provide(lambda: lifecycle, use_cache=False, sync_to_thread=False),
+        },
         # Every route with a room_id, whichever router it is on, needs a private room's token.
         guards=[room_guard(services.access)],
         lifespan=[lifespan],
@@ -148,6 +172,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
             )
         ],
         openapi_config=OpenAPIConfig(title="tomchat", version=__version__, path="/schema"),
-        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 400}),
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={404, 400},
+            formatters=logs.litestar_formatters(settings.log_format),
+        ),
     )
     return TomchatApp(sio, api, services)

@@ -64,6 +64,7 @@ class Settings:
     demo_delay_ms: int = 40
     character: Path | None = None
     static_dir: Path | None = None
+    log_format: str = "text"  # or "json": one object per line
     # Rate limits and buffers of the live edge; code and tests tune them, not the environment.
     live_limits: LiveLimits = field(default_factory=LiveLimits)
 
@@ -104,12 +105,17 @@ class Settings:
             demo_delay_ms=_int(env, "TOMCHAT_DEMO_DELAY_MS", cls.demo_delay_ms),
             character=Path(c) if (c := opt("TOMCHAT_CHARACTER")) else None,
             static_dir=Path(s) if (s := opt("TOMCHAT_STATIC_DIR")) else None,
+            log_format=(opt("TOMCHAT_LOG_FORMAT") or cls.log_format).lower(),
         )
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:
             raise TypeError(f"unknown settings: {sorted(bad)}")
         settings = replace(settings, **overrides)
+        if settings.log_format not in ("text", "json"):
+            raise ConfigError(
+                f"TOMCHAT_LOG_FORMAT must be text or json, got {settings.log_format!r}"
+            )
         if not 0 <= settings.port <= 65535:
             raise ConfigError(f"TOMCHAT_PORT must be between 0 and 65535, got {settings.port}")
         if not 1 <= settings.llm_max_tokens <= 1_000_000:

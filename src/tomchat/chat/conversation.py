@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from tomchat import logs, metrics
 from tomchat.ai.protocols import ChatModel
 from tomchat.chat.leasing import RoomLeasing, close_orphans
 from tomchat.chat.memory import RoomMemory
@@ -222,11 +223,13 @@ class Conversation:
 
     async def _reply(self, room_id: str, pending: Sequence[MessageRow]) -> None:
         reply = self.replier.reply(room_id)
+        logs.bind(room_id=room_id, message_id=reply.message_id)  # JSON log lines name them
         await reply.start(pending)
         # Stoppable from the moment its reply.started is committed.
         self._replies[room_id] = reply
         try:
-            await reply.stream()
+            with metrics.ROOMS_STREAMING.track_inprogress():  # /metrics: rooms streaming now
+                await reply.stream()
         finally:
             self._replies.pop(room_id, None)
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tomchat import metrics
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn, ReplyEnd
 from tomchat.ai.replies import bounded
 from tomchat.domain.character import Character
@@ -194,7 +195,11 @@ class ReplyRun:
         outcome = Outcome()
         try:
             # ``bounded`` caps the length and ends the stream with exactly one ReplyEnd.
-            async for piece in bounded(self.replier.model.stream_reply(turns)):
+            # Observed for /metrics: the model's time to its first text.
+            stream = metrics.first_item_timed(
+                self.replier.model.stream_reply(turns), metrics.LLM_FIRST_TOKEN
+            )
+            async for piece in bounded(stream):
                 if isinstance(piece, ReplyEnd):
                     outcome = Outcome(piece.status, None, piece.finish_reason, piece.usage)
                 elif piece:

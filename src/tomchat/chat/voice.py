@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from tomchat import metrics
 from tomchat.ai.protocols import Speech, SpeechError
 from tomchat.domain.events import Event, ReplyAudio
 from tomchat.media.containers import audio_duration_ms
@@ -136,6 +137,8 @@ class ReplySpeaker:
             self._writer = self._voice.media.open_writer(fmt)
             self._writer.write(data)
             self.first_audio_at = time.perf_counter()
+            if self.first_text_at is not None:
+                metrics.TTS_FIRST_AUDIO.observe(self.first_audio_at - self.first_text_at)
             await self._event(
                 ReplyAudio(
                     message_id=self.message_id,

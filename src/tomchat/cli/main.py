@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
+from tomchat import logs
 from tomchat.chat.export import FORMATS
 from tomchat.domain.errors import ConfigError, TomchatError
 from tomchat.settings import Settings
@@ -81,6 +85,26 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+# After SIGTERM the app has drained (replies closed, sockets closed: see lifecycle.py); a
+# request still open after this long is cut off rather than holding the exit.
+GRACE_SECONDS = 1
+
+
+@contextlib.contextmanager
+def _metrics_folder() -> Iterator[None]:
+    """Workers write their metrics side by side for /metrics to sum (prometheus-client's
+    multi-process mode); a folder of their own unless the operator chose one."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="tomchat-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -102,13 +126,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     processes = f"{workers} worker processes, " if workers > 1 else ""
-    print(
+    serving = (
         f"tomchat serving on http://{host}:{port} "
         f"({processes}database {_redacted(settings.database_url)})"
     )
+    if settings.log_format == "json":
+        logging.getLogger("tomchat").info(serving)  # every line of output is JSON
+    else:
+        print(serving, flush=True)
     if workers == 1:
         app = create_app(settings, migrate=False)
-        config = uvicorn.Config(app, lifespan="on", log_level="info", timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="info",
+            log_config=logs.uvicorn_log_config(settings.log_format),
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )
         uvicorn.Server(config).run(sockets=[sock])
         return
     from uvicorn.supervisors import Multiprocess
@@ -122,9 +156,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         workers=workers,
         lifespan="on",
         log_level="info",
-        timeout_graceful_shutdown=10,
+        log_config=logs.uvicorn_log_config(settings.log_format),
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
-    Multiprocess(config, sockets=[sock]).run()
+    with _metrics_folder():
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
@@ -353,15 +389,21 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
+        logs.configure(Settings.from_env().log_format)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         args.func(args)
     except (ConfigError, CliError) as exc:
         print(f"tomchat: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        # Ctrl-C (uvicorn passes a served SIGINT on as this, after the app has shut down
+        # cleanly): everything is written, and the interpreter's own teardown (a full garbage
+        # collection of a big heap) would only hold the exit up by a second or more.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(130)
 
 
 if __name__ == "__main__":

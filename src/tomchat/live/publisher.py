@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, assert_never
 
+from tomchat import metrics
 from tomchat.domain.events import (
     MemorySummarized,
     MessagePosted,
@@ -124,6 +126,7 @@ class Publisher:
         for _sid, eio_sid in local_members(self.sio, recorded.room_id):
             for frame in frames:
                 send(eio_sid, frame)
+        _observe_lag(recorded)
         return size
 
     async def _emit(self, recorded: RecordedEvent) -> None:
@@ -136,6 +139,7 @@ class Publisher:
         if out is not None:
             name, payload = out
             await self.sio.emit(name, to_wire(payload), room=recorded.room_id)
+            _observe_lag(recorded)
 
     def _remember(self, recorded: RecordedEvent) -> None:
         """Follow replies from start to completion: ``aiComplete`` needs their author."""
@@ -149,6 +153,14 @@ class Publisher:
                     known.audio_url = event.audio_url
             case ReplyCompleted():
                 self._replies.pop(event.message_id, None)
+                # One line per reply, for operators (JSON logs carry the ids as fields).
+                log.info(
+                    "reply %s ended %s (%d characters)",
+                    event.message_id,
+                    event.status,
+                    len(event.content),
+                    extra={"room_id": recorded.room_id, "message_id": event.message_id},
+                )
             case ReplyChunk() | MessagePosted() | RoomCreated() | MemorySummarized():
                 pass
             case _:
@@ -160,3 +172,10 @@ class Publisher:
         # Started by another process or before a restart: the projection knows.
         row = await self.reader.message(message_id)
         return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
+
+
+def _observe_lag(recorded: RecordedEvent) -> None:
+    """A reply chunk's way from its append (the clock the store stamps it with) to the room."""
+    if isinstance(recorded.event, ReplyChunk):
+        lag = (datetime.now(UTC) - recorded.recorded_at).total_seconds()
+        metrics.CHUNK_DELIVERY_LAG.observe(max(lag, 0.0))

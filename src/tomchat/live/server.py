@@ -10,6 +10,7 @@ from typing import Any
 import socketio
 from msgspec import UNSET
 
+from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.cluster.presence import Presence
@@ -39,6 +40,7 @@ Handler = Callable[[str, Any], Awaitable[Ack]]
 
 
 def error(code: str, message: str, *, retry_after: float | None = None) -> dict[str, Any]:
+    metrics.ERRORS.labels(code).inc()
     return to_wire(payloads.error(code, message, retry_after=retry_after))
 
 
@@ -53,6 +55,8 @@ def answered(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
                 # python-socketio spreads a client's extra arguments over the handler's
                 # parameters; one payload object is the whole protocol.
                 raise PayloadError("bad_request", f"expected one payload, got {len(args)}")
+            if args and isinstance(args[0], dict) and isinstance(args[0].get("roomId"), str):
+                logs.bind(room_id=args[0]["roomId"][:200])  # this handler's JSON log lines
             return to_wire(await handler(sid, args[0] if args else None))
         except Exception as exc:
             return refusal(handler.__name__, exc)
@@ -62,6 +66,8 @@ def answered(handler: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
 
 def refusal(name: str, exc: Exception) -> dict[str, Any]:
     said = answer(exc)
+    if isinstance(exc, RateLimited):
+        metrics.RATE_LIMITED.labels(exc.what).inc()
     if said.log == "traceback":
         log.error("%s failed", name, exc_info=exc)
     elif said.log == "line":
@@ -102,6 +108,7 @@ class LiveServer:
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
+        sio.on("connect", self.connect)
         sio.on("disconnect", self.disconnect)
         sio.on("*", self.unknown)
 
@@ -145,6 +152,7 @@ class LiveServer:
         if since is not None and since >= 0:
             caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
             if caught is not None and since <= caught.version:
+                metrics.CATCH_UP_EVENTS.observe(len(caught.events))
                 return CatchUpAck(
                     ok=True,
                     room_id=room_id,
@@ -152,6 +160,7 @@ class LiveServer:
                     events=[wire.raw_event(e) for e in caught.events],
                 )
         snapshot = await self.reader.snapshot(room_id, limits.SNAPSHOT_PAGE)
+        metrics.CATCH_UP_EVENTS.observe(len(snapshot.messages))
         return SnapshotAck(
             ok=True,
             room_id=room_id,
@@ -198,7 +207,11 @@ class LiveServer:
             await self.announce(p.roomId)
         return OK
 
+    async def connect(self, sid: str, *_: Any) -> None:
+        metrics.CONNECTED_SOCKETS.inc()
+
     async def disconnect(self, sid: str, *_: Any) -> None:
+        metrics.CONNECTED_SOCKETS.dec()
         for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
             limiter.forget(sid)
         for room_id in await self.presence.drop(sid):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from tomchat import metrics
 from tomchat.domain.events import Event, NewEvent, RecordedEvent
 from tomchat.store.database import Database, StoreUnavailable
 from tomchat.store.placement import (
@@ -152,6 +154,7 @@ class EventStore:
 
     async def _commit(self, batch: list[_Request]) -> None:
         outcomes: dict[int, list[RecordedEvent] | BaseException]
+        started = time.monotonic()
         try:
             outcomes, fresh = await self.recorder.write(batch)
         except Exception as exc:
@@ -164,6 +167,9 @@ class EventStore:
                     await self._commit([request])
                 return
         self.batches_written += 1
+        metrics.GROUP_COMMIT_SECONDS.observe(time.monotonic() - started)
+        metrics.GROUP_COMMIT_EVENTS.observe(len(fresh))
+        metrics.EVENTS_APPENDED.inc(len(fresh))
         if fresh:
             for listener in self._listeners:
                 try:
