@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from tests.support.settings import make_settings
+from tests.support.settings import free_port, make_settings
+
+__all__ = ["free_port", "make_settings"]  # free_port: older tests import it from here
 from tomchat.app import create_app
 from tomchat.services import Services
 from tomchat.settings import Settings
