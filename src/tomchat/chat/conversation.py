@@ -65,7 +65,7 @@ class Conversation:
         self.leases = leases or ReplyLeases(store.db, ProcessIdentity.current())
         self.bus = bus or LocalBus()
         self.bus.subscribe(self._on_signal)
-        self.leasing = RoomLeasing(self.leases, self)
+        self.leasing = RoomLeasing(self.leases, self, reader.unattended)
         self.replier = Replier(model, character, self._append, reader, voice)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
@@ -244,9 +244,9 @@ class Conversation:
     # -- start-up and shut-down ------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Hand the rooms that stopped processes left mid-reply to the reply loop, which
-        closes those replies as ``interrupted`` (text kept) and answers what still waits;
-        returns the number of rooms handed over (see ``RoomLeasing.recover``)."""
+        """Hand the rooms that stopped processes left mid-reply or with messages waiting to
+        the reply loop, which closes those replies as ``interrupted`` (text kept) and answers
+        what still waits; returns the number of rooms handed over (see ``RoomLeasing.recover``)."""
         return await self.leasing.recover(self.reader.rooms_with_streaming_replies)
 
     def start(self) -> None:

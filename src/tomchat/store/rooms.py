@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.events import RecordedEvent, ReplyChunk
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.reads import head_of, read_events
-from tomchat.store.schema import messages, streams
+from tomchat.store.schema import messages, reply_leases, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,42 @@ class RoomReader:
         query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
         async with self.db.snapshot() as conn:
             return sorted(row.room_id for row in await conn.execute(query))
+
+    async def unattended(self, within: float | None = None) -> list[str]:
+        """Rooms that need a reply loop and have nobody holding their lease: a user message
+        with no reply started after it, or a reply left streaming.
+
+        A process that dies between committing a message and taking the room's lease leaves
+        such a room; nothing else would look at it until someone posts again. ``within``:
+        only rooms written in the last that many seconds (the watchdog's frequent look;
+        None, at start-up, looks at every room).
+        """
+        s, m, lease = streams, messages, reply_leases
+        last_user = (
+            select(func.max(m.c.first_version))
+            .where(m.c.room_id == s.c.room_id, m.c.is_ai.is_(false()))
+            .scalar_subquery()
+        )
+        last_reply = (
+            select(func.coalesce(func.max(m.c.first_version), 0))
+            .where(m.c.room_id == s.c.room_id, m.c.is_ai.is_(true()))
+            .scalar_subquery()
+        )
+        left_streaming = exists().where(m.c.room_id == s.c.room_id, m.c.status == STREAMING)
+        # A live lease: its holder answers what waits when it lets go. An expired one, or a
+        # dead holder's, is the watchdog's other look (``chat.leasing.takeovers``).
+        held = exists().where(
+            lease.c.room_id == s.c.room_id,
+            lease.c.owner.is_not(None),
+            lease.c.expires_at >= self.db.recorder.clock(),
+        )
+        query = select(s.c.room_id).where(
+            s.c.version > 0, or_(last_user > last_reply, left_streaming), ~held
+        )
+        if within is not None:
+            query = query.where(s.c.updated_at >= datetime.now(UTC) - timedelta(seconds=within))
+        async with self.db.snapshot() as conn:
+            return sorted(row.room_id for row in await conn.execute(query.order_by(s.c.room_id)))
 
     async def streaming_replies(self) -> list[StreamingReply]:
         """Every reply left streaming, in any room, with its text so far (for recovery)."""
