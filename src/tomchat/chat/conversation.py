@@ -66,7 +66,7 @@ class Conversation:
         self.bus = bus or LocalBus()
         self.bus.subscribe(self._on_signal)
         self.leasing = RoomLeasing(self.leases, self, reader.unattended)
-        self.replier = Replier(model, character, self._append, reader, voice)
+        self.replier = Replier(model, character, self._append, reader, voice, logged=reader)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
         self._replies: dict[str, ReplyRun] = {}

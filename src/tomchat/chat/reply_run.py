@@ -53,6 +53,12 @@ class History(Protocol):
     async def recent(self, room_id: str, limit: int) -> Sequence[MessageRow]: ...
 
 
+class LoggedText(Protocol):
+    """The text of a reply's chunks as the log holds them (``store.rooms.RoomReader``)."""
+
+    async def reply_text(self, room_id: str, message_id: str) -> str: ...
+
+
 class Speaker(Protocol):
     """Says one reply while its text streams (``chat.voice.ReplySpeaker``)."""
 
@@ -104,6 +110,9 @@ class Replier:
     history: History
     voice: Speakers | None = None
     context_messages: int = CONTEXT_MESSAGES
+    # Asked for a reply's text after a write failed; without it such a reply is left
+    # streaming, for the watchdog to close with its logged text.
+    logged: LoggedText | None = None
 
     def reply(self, room_id: str, message_id: str | None = None) -> ReplyRun:
         return ReplyRun(self, room_id, message_id or new_message_id())
@@ -207,9 +216,17 @@ class ReplyRun:
 
     async def _write(self, producer: asyncio.Task[Outcome]) -> None:
         """Append whatever pieces are waiting as one request, so a fast model is never
-        throttled by commit latency and a slow one still sees each piece committed at once."""
-        texts: list[str] = []
+        throttled by commit latency and a slow one still sees each piece committed at once.
+
+        The closing ``reply.completed`` carries exactly the text of the chunks in the log:
+        pieces count once their append has committed, and when an append failed (it may
+        have committed all the same: a connection cut during the commit) the log is asked.
+        """
+        committed: list[str] = []
         outcome: Outcome | None = None
+        ask_the_log = False
+        writing: asyncio.Task[object] | None = None
+        chunks: list[ReplyChunk] = []
         try:
             while outcome is None:
                 waiting = [await self._pieces.get()]
@@ -220,12 +237,14 @@ class ReplyRun:
                     if item is None:
                         outcome = self._ended(producer)
                         break
-                    chunks.append(
-                        ReplyChunk(message_id=self.message_id, index=len(texts), text=item)
-                    )
-                    texts.append(item)
+                    index = len(committed) + len(chunks)
+                    chunks.append(ReplyChunk(message_id=self.message_id, index=index, text=item))
                 if chunks:
-                    await self.replier.append(self.room_id, chunks)
+                    # Shielded: a cancelled writer still learns whether these committed.
+                    writing = asyncio.ensure_future(self.replier.append(self.room_id, chunks))
+                    await asyncio.shield(writing)
+                    writing = None
+                    committed.extend(c.text for c in chunks)
         except LeaseLost:
             # We stalled past the lease and another process took the room: it closes this
             # reply with what was committed, and nothing more of ours may be written.
@@ -235,21 +254,51 @@ class ReplyRun:
         except Exception as exc:
             log.exception("writing reply %s failed", self.message_id)
             outcome = Outcome("failed", f"the reply could not be saved: {type(exc).__name__}")
+            ask_the_log = True
         except asyncio.CancelledError:
             outcome = Outcome("interrupted", "the server stopped")
+            if writing is not None:
+                # The event store writes a request whose caller went away: wait for it.
+                try:
+                    await writing
+                    committed.extend(c.text for c in chunks)
+                except Exception:
+                    ask_the_log = True
             raise
         finally:
             assert outcome is not None
             if not self.lease_lost:
-                with contextlib.suppress(Exception):
-                    await self.replier.append(
-                        self.room_id,
-                        [
-                            ReplyCompleted(
-                                message_id=self.message_id,
-                                content="".join(texts),
-                                status=outcome.status,
-                                error=outcome.error,
-                            )
-                        ],
+                await self._complete(outcome, committed, ask_the_log)
+
+    async def _complete(self, outcome: Outcome, committed: list[str], ask_the_log: bool) -> None:
+        """Append ``reply.completed`` with the text of the reply's logged chunks."""
+        text = "".join(committed)
+        if ask_the_log:
+            logged = await self._logged_text()
+            if logged is None:
+                # Unknown: leave the reply streaming. Once this room's lease is let go, the
+                # watchdog hands it to a reply loop that closes it with its logged text.
+                log.warning("reply %s left streaming: its text could not be read", self.message_id)
+                return
+            text = logged
+        with contextlib.suppress(Exception):
+            await self.replier.append(
+                self.room_id,
+                [
+                    ReplyCompleted(
+                        message_id=self.message_id,
+                        content=text,
+                        status=outcome.status,
+                        error=outcome.error,
                     )
+                ],
+            )
+
+    async def _logged_text(self) -> str | None:
+        if self.replier.logged is None:
+            return None
+        try:
+            return await self.replier.logged.reply_text(self.room_id, self.message_id)
+        except Exception as exc:
+            log.warning("could not read the text of reply %s: %s", self.message_id, exc)
+            return None

@@ -136,6 +136,15 @@ class RoomReader:
             rows = await _streaming_rows(conn, room_id)
             return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
 
+    async def reply_text(self, room_id: str, message_id: str) -> str:
+        """The text of reply ``message_id``'s chunks in the log (empty if it has none)."""
+        async with self.db.snapshot() as conn:
+            query = select(messages).where(
+                messages.c.id == message_id, messages.c.room_id == room_id
+            )
+            row = (await conn.execute(query)).first()
+            return await _text_so_far(conn, _message(row), None) if row is not None else ""
+
     async def rooms_with_streaming_replies(self) -> list[str]:
         """Every room with a reply still streaming (a full scan: for start-up only)."""
         query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
