@@ -47,6 +47,13 @@ class AppendEvents(Protocol):
     async def __call__(self, room_id: str, events: Sequence[Event], /) -> object: ...
 
 
+class AppendAt(Protocol):
+    """Append events only if the room is still at ``version``; raises ``ConcurrencyError``
+    if it has moved on (and ``LeaseLost`` as :class:`AppendEvents` does)."""
+
+    async def __call__(self, room_id: str, events: Sequence[Event], version: int, /) -> object: ...
+
+
 class History(Protocol):
     """The room's latest messages, oldest first: the model's context."""
 
@@ -110,6 +117,8 @@ class Replier:
     history: History
     voice: Speakers | None = None
     context_messages: int = CONTEXT_MESSAGES
+    # Starts a reply at the version its queue and context were read at (see ReplyRun.start).
+    append_at: AppendAt | None = None
     # Asked for a reply's text after a write failed; without it such a reply is left
     # streaming, for the watchdog to close with its logged text.
     logged: LoggedText | None = None
@@ -133,20 +142,33 @@ class ReplyRun:
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._producer: asyncio.Task[Outcome] | None = None
         self._stop_requested = False
+        self._history: Sequence[MessageRow] | None = None  # the context, if read with the queue
         self.lease_lost = False  # another process took the room: write nothing more
 
-    async def start(self, pending: Sequence[MessageRow]) -> None:
-        """Append ``reply.started``, answering every message in ``pending`` at once."""
-        await self.replier.append(
-            self.room_id,
-            [
-                ReplyStarted(
-                    message_id=self.message_id,
-                    character=self.replier.character.name,
-                    in_reply_to=tuple(m.id for m in pending),
-                )
-            ],
+    async def start(
+        self,
+        pending: Sequence[MessageRow],
+        *,
+        version: int | None = None,
+        history: Sequence[MessageRow] | None = None,
+    ) -> None:
+        """Append ``reply.started``, answering every message in ``pending`` at once.
+
+        With ``version`` (the room's version when ``pending`` and ``history`` were read
+        together) the start is placed only if the room is still there, so ``in_reply_to``
+        names exactly the messages the reply's context holds: a message that came in
+        meanwhile raises ``ConcurrencyError`` and the caller reads the queue again.
+        """
+        started = ReplyStarted(
+            message_id=self.message_id,
+            character=self.replier.character.name,
+            in_reply_to=tuple(m.id for m in pending),
         )
+        if version is not None and self.replier.append_at is not None:
+            await self.replier.append_at(self.room_id, [started], version)
+        else:
+            await self.replier.append(self.room_id, [started])
+        self._history = history
 
     def stop(self) -> None:
         """Someone asked to stop: the text so far is kept, status ``stopped``."""
@@ -168,7 +190,9 @@ class ReplyRun:
         replier = self.replier
         speaker = replier.voice.start(self.room_id, self.message_id) if replier.voice else None
         try:
-            history = await replier.history.recent(self.room_id, replier.context_messages)
+            history = self._history
+            if history is None:
+                history = await replier.history.recent(self.room_id, replier.context_messages)
             turns = prompt_turns(replier.character, history)
             self._producer = asyncio.create_task(self._produce(turns, speaker))
             # A task cancelled before its first step never runs its finally: the done

@@ -41,6 +41,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyQueue:
+    """A room's reply queue and the model's context, both at one version."""
+
+    version: int
+    pending: list[MessageRow]  # user messages after the last reply started, oldest first
+    history: list[MessageRow]  # the latest messages, oldest first: every pending one too
+
+
+@dataclass(frozen=True, slots=True)
 class CatchUp:
     version: int
     events: list[RecordedEvent]
@@ -108,22 +117,22 @@ class RoomReader:
 
     async def unanswered(self, room_id: str) -> list[MessageRow]:
         """User messages posted after the last reply started: the room's reply queue."""
-        last_reply = (
-            select(func.coalesce(func.max(messages.c.first_version), 0))
-            .where(messages.c.room_id == room_id, messages.c.is_ai.is_(True))
-            .scalar_subquery()
-        )
-        query = (
-            select(messages)
-            .where(
-                messages.c.room_id == room_id,
-                messages.c.is_ai.is_(False),
-                messages.c.first_version > last_reply,
-            )
-            .order_by(messages.c.first_version)
-        )
         async with self.db.snapshot() as conn:
-            return [_message(row) for row in await conn.execute(query)]
+            return await _unanswered(conn, room_id)
+
+    async def queue(self, room_id: str, context: int) -> ReplyQueue:
+        """The reply queue and the latest ``context`` messages (more if more wait) as of
+        one version: a reply started at that version answers exactly what it was shown."""
+        async with self.db.snapshot() as conn:
+            head = await head_of(conn, room_id) or 0
+            pending = await _unanswered(conn, room_id)
+            history: list[MessageRow] = []
+            if pending:
+                # Everything after the last reply is pending, so these hold all of it.
+                history, _ = await _page(
+                    conn, room_id, None, max(context, len(pending)), finished_only=False
+                )
+        return ReplyQueue(head, pending, history)
 
     async def message(self, message_id: str) -> MessageRow | None:
         async with self.db.snapshot() as conn:
@@ -193,6 +202,24 @@ class RoomReader:
             query = select(messages).where(messages.c.status == STREAMING)
             rows = [_message(r) for r in await conn.execute(query)]
             return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
+
+
+async def _unanswered(conn: AsyncConnection, room_id: str) -> list[MessageRow]:
+    last_reply = (
+        select(func.coalesce(func.max(messages.c.first_version), 0))
+        .where(messages.c.room_id == room_id, messages.c.is_ai.is_(True))
+        .scalar_subquery()
+    )
+    query = (
+        select(messages)
+        .where(
+            messages.c.room_id == room_id,
+            messages.c.is_ai.is_(False),
+            messages.c.first_version > last_reply,
+        )
+        .order_by(messages.c.first_version)
+    )
+    return [_message(row) for row in await conn.execute(query)]
 
 
 async def _page(
