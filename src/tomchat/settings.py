@@ -12,6 +12,7 @@ from dotenv import load_dotenv
 
 from tomchat.domain.errors import ConfigError
 from tomchat.domain.limits import LiveLimits
+from tomchat.store.recorders.base import SessionTimeouts
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -45,6 +46,12 @@ class Settings:
     redis_url: str | None = None
     redis_prefix: str = "tomchat"  # Redis keys and channels; deployments sharing a Redis differ
     reply_lease_seconds: float = 10.0  # how soon a dead process's reply is taken over
+    # PostgreSQL writing sessions: the longest wait for a lock, and the longest idle time
+    # inside a transaction before the server ends the session and frees its row locks (a
+    # process frozen mid-transaction); None: half the reply lease, so a frozen holder's
+    # locks are gone before its lease runs out.
+    db_lock_timeout_seconds: float = 2.0
+    db_idle_in_transaction_seconds: float | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     media_dir: Path = Path("./data/media")
@@ -68,6 +75,14 @@ class Settings:
     # Rate limits and buffers of the live edge; code and tests tune them, not the environment.
     live_limits: LiveLimits = field(default_factory=LiveLimits)
 
+    @property
+    def session_timeouts(self) -> SessionTimeouts:
+        idle = self.db_idle_in_transaction_seconds
+        return SessionTimeouts(
+            lock_seconds=self.db_lock_timeout_seconds,
+            idle_in_transaction_seconds=idle if idle else max(0.5, self.reply_lease_seconds / 2),
+        )
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         if environ is None:
@@ -85,6 +100,14 @@ class Settings:
             redis_prefix=opt("TOMCHAT_REDIS_PREFIX") or cls.redis_prefix,
             reply_lease_seconds=_seconds(
                 env, "TOMCHAT_REPLY_LEASE_SECONDS", cls.reply_lease_seconds
+            ),
+            db_lock_timeout_seconds=_seconds(
+                env, "TOMCHAT_DB_LOCK_TIMEOUT", cls.db_lock_timeout_seconds
+            ),
+            db_idle_in_transaction_seconds=(
+                _seconds(env, "TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT", 1.0)
+                if opt("TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT")
+                else None
             ),
             host=opt("TOMCHAT_HOST") or cls.host,
             port=_int(env, "TOMCHAT_PORT", cls.port),

@@ -76,6 +76,8 @@ class MemoryLog:
     batches: list[list[Event]] = field(default_factory=list)
     lost: bool = False
     fail_with: Exception | None = None
+    commits_before_failing: bool = False  # the commit happens, the caller sees an error
+    unreadable: bool = False  # asking the log for a reply's text fails
     commit_seconds: float = 0.0
 
     async def __call__(self, room_id: str, events: Sequence[Event], /) -> None:
@@ -84,8 +86,15 @@ class MemoryLog:
         if self.lost:
             raise LeaseLost(room_id)
         if self.fail_with is not None and any(isinstance(e, ReplyChunk) for e in events):
+            if self.commits_before_failing:
+                self.batches.append(list(events))
             raise self.fail_with
         self.batches.append(list(events))
+
+    async def reply_text(self, room_id: str, message_id: str) -> str:
+        if self.unreadable:
+            raise OSError("the database is gone")
+        return "".join(c.text for c in self.chunks() if c.message_id == message_id)
 
     @property
     def events(self) -> list[Event]:
@@ -150,7 +159,7 @@ ANN = row("m1", "ann", "hi Tom")
 
 def rig(model: ScriptedModel, history: Sequence[MessageRow] = (ANN,)) -> Rig:
     log, memory, voice = MemoryLog(), MemoryHistory(list(history)), RecordingVoice()
-    replier = Replier(model, TOM, log, memory, voice, context_messages=5)
+    replier = Replier(model, TOM, log, memory, voice, context_messages=5, logged=log)
     return Rig(model, log, memory, voice, replier.reply(ROOM, "r1"))
 
 
@@ -296,7 +305,7 @@ async def test_a_model_crash_names_only_the_error_type() -> None:
     ]
 
 
-async def test_a_write_failure_fails_the_reply() -> None:
+async def test_a_write_failure_fails_the_reply_with_the_logged_text() -> None:
     r = rig(ScriptedModel("a", "b"))
     r.log.fail_with = OSError("disk full")
     await r.run.start([ANN])
@@ -305,11 +314,34 @@ async def test_a_write_failure_fails_the_reply() -> None:
     assert r.log.completed() == [
         ReplyCompleted(
             message_id="r1",
-            content="a",
+            content="",  # what the log holds, not what the model said
             status="failed",
             error="the reply could not be saved: OSError",
         )
     ]
+
+
+async def test_a_write_that_committed_but_failed_keeps_its_text() -> None:
+    """A connection cut during the commit: the chunk is in the log though the append
+    failed, so the stored text comes from the log."""
+    r = rig(ScriptedModel("a", "b"))
+    r.log.fail_with = OSError("connection was closed in the middle of operation")
+    r.log.commits_before_failing = True
+    await r.run.start([ANN])
+    await r.run.stream()
+    logged = "".join(c.text for c in r.log.chunks())
+    assert logged in ("a", "ab")
+    [completed] = r.log.completed()
+    assert (completed.content, completed.status) == (logged, "failed")
+
+
+async def test_a_reply_whose_text_cannot_be_read_is_left_for_the_watchdog() -> None:
+    r = rig(ScriptedModel("a", "b"))
+    r.log.fail_with = OSError("the database is gone")
+    r.log.unreadable = True
+    await r.run.start([ANN])
+    await r.run.stream()
+    assert r.log.completed() == [], "left streaming: a guess could disagree with the log"
 
 
 async def test_a_lease_lost_at_renewal_stops_the_writing() -> None:

@@ -37,10 +37,10 @@ from tomchat.domain.events import (
     RoomCreated,
     new_message_id,
 )
-from tomchat.domain.transcript import STREAMING, MessageRow
+from tomchat.domain.transcript import STREAMING
 from tomchat.store.event_store import ConcurrencyError, EventStore, LeaseLost
 from tomchat.store.leases import ReplyLeases
-from tomchat.store.rooms import RoomReader
+from tomchat.store.rooms import ReplyQueue, RoomReader
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,17 @@ class Conversation:
         self.leases = leases or ReplyLeases(store.db, ProcessIdentity.current())
         self.bus = bus or LocalBus()
         self.bus.subscribe(self._on_signal)
-        self.leasing = RoomLeasing(self.leases, self)
-        self.replier = Replier(model, character, self._append, reader, voice, self.memory)
+        self.leasing = RoomLeasing(self.leases, self, reader.unattended)
+        self.replier = Replier(
+            model,
+            character,
+            self._append,
+            reader,
+            voice,
+            self.memory,
+            logged=reader,
+            append_at=self._append_at,
+        )
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
         self._replies: dict[str, ReplyRun] = {}
@@ -212,19 +221,28 @@ class Conversation:
         """Holding the room: close what a dead holder left, then answer until nobody waits."""
         await close_orphans(room_id, await self.reader.streaming_replies_in(room_id), self._append)
         while not self._closing:
-            pending = await self.reader.unanswered(room_id)
-            if not pending:
+            queue = await self.reader.queue(room_id, self.replier.context_messages)
+            if not queue.pending:
                 return
-            await self._reply(room_id, pending)
+            await self._reply(room_id, queue)
 
     async def _append(self, room_id: str, events: Sequence[Event]) -> None:
         """Append as the holder of the room's lease: refused once it has passed on."""
         await self.store.append(room_id, events, lease_owner=self.leases.owner)
 
-    async def _reply(self, room_id: str, pending: Sequence[MessageRow]) -> None:
+    async def _append_at(self, room_id: str, events: Sequence[Event], version: int) -> None:
+        """Append as the lease holder, only while the room is still at ``version``."""
+        await self.store.append(
+            room_id, events, expected_version=version, lease_owner=self.leases.owner
+        )
+
+    async def _reply(self, room_id: str, queue: ReplyQueue) -> None:
         reply = self.replier.reply(room_id)
         logs.bind(room_id=room_id, message_id=reply.message_id)  # JSON log lines name them
-        await reply.start(pending)
+        try:
+            await reply.start(queue.pending, version=queue.version, history=queue.history)
+        except ConcurrencyError:
+            return  # a message came in since the queue was read: the caller reads it again
         # Stoppable from the moment its reply.started is committed.
         self._replies[room_id] = reply
         try:
@@ -250,9 +268,9 @@ class Conversation:
     # -- start-up and shut-down ------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Hand the rooms that stopped processes left mid-reply to the reply loop, which
-        closes those replies as ``interrupted`` (text kept) and answers what still waits;
-        returns the number of rooms handed over (see ``RoomLeasing.recover``)."""
+        """Hand the rooms that stopped processes left mid-reply or with messages waiting to
+        the reply loop, which closes those replies as ``interrupted`` (text kept) and answers
+        what still waits; returns the number of rooms handed over (see ``RoomLeasing.recover``)."""
         return await self.leasing.recover(self.reader.rooms_with_streaming_replies)
 
     def start(self) -> None:

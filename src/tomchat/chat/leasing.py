@@ -8,7 +8,10 @@ length; a renewal that finds a lease gone stops that room's reply from writing, 
 asked by another process (written on the lease row) reaches the reply here. A watchdog hands
 rooms whose holder died (lease expired, or its pid gone on this machine) to the local reply
 loop, which closes the orphaned reply as ``interrupted`` with its committed text before
-answering what is still waiting.
+answering what is still waiting. It also looks for rooms nobody holds that still need a loop —
+a user message with no reply after it, or a reply left streaming — which a process leaves
+when it dies between committing a message and taking the room's lease: recently written rooms
+at every look, every room at start-up.
 
 The decisions are plain functions (:func:`judge_renewal`, :func:`takeovers`,
 :func:`orphan_closing`); :class:`RoomLeasing` holds the little state there is and acts on the
@@ -32,6 +35,13 @@ from tomchat.store.rooms import StreamingReply
 log = logging.getLogger(__name__)
 
 SeesDead = Callable[[str, str | None, int | None], bool]
+# Rooms needing a reply loop whose lease nobody holds, written in the last that many seconds
+# (None: all of them): ``store.rooms.RoomReader.unattended``.
+Unattended = Callable[[float | None], Awaitable[Sequence[str]]]
+
+# How far back the watchdog's frequent look for unattended rooms reaches. A room left longer
+# (every process down meanwhile) is found by the start-up look, which reaches everything.
+UNATTENDED_WINDOW_SECONDS = 300.0
 
 
 class LeasedRooms(Protocol):
@@ -110,6 +120,13 @@ def takeovers(
     return found
 
 
+def unattended_rooms(rooms: Iterable[str], serving: Callable[[str], bool]) -> list[str]:
+    """The unattended rooms (nobody holds their lease) no local reply loop serves yet: a
+    loop starting here for them takes the lease, or leaves the room to whoever took it
+    first."""
+    return [room_id for room_id in rooms if not serving(room_id)]
+
+
 def orphan_closing(orphan: StreamingReply) -> ReplyCompleted:
     """The event that closes a reply whose writer is gone, keeping its committed text."""
     return ReplyCompleted(
@@ -137,9 +154,12 @@ async def close_orphans(
 class RoomLeasing:
     """The leases this process holds, their renewal, and the watchdog."""
 
-    def __init__(self, leases: ReplyLeases, rooms: LeasedRooms) -> None:
+    def __init__(
+        self, leases: ReplyLeases, rooms: LeasedRooms, unattended: Unattended | None = None
+    ) -> None:
         self.leases = leases
         self._rooms = rooms
+        self._unattended = unattended
         self._held: dict[str, Hold] = {}  # rooms whose lease we hold -> which hold
         self._dead_owners: dict[str, str] = {}  # room -> its holder, seen dead by the watchdog
         self._periodic: list[asyncio.Task[None]] = []  # lease renewal and the watchdog
@@ -184,8 +204,9 @@ class RoomLeasing:
             self._rooms.stop_here(room_id, message_id)
         return renewal
 
-    async def sweep(self) -> list[str]:
-        """Hand the rooms whose holder has died to their reply loops here; returns them."""
+    async def sweep(self, within: float | None = UNATTENDED_WINDOW_SECONDS) -> list[str]:
+        """Hand the rooms whose holder has died, and the unattended rooms written in the
+        last ``within`` seconds (None: all), to their reply loops here; returns them."""
         found = takeovers(
             await self.leases.held_elsewhere(),
             self.leases.identity.sees_dead,
@@ -195,17 +216,24 @@ class RoomLeasing:
             if takeover.dead_owner is not None:
                 self._dead_owners[takeover.room_id] = takeover.dead_owner
             self._rooms.kick(takeover.room_id)
-        return [takeover.room_id for takeover in found]
+        kicked = [takeover.room_id for takeover in found]
+        if self._unattended is not None:
+            for room_id in unattended_rooms(await self._unattended(within), self._rooms.serving):
+                if room_id not in kicked:
+                    self._rooms.kick(room_id)
+                    kicked.append(room_id)
+        return kicked
 
     async def recover(self, streaming_rooms: Callable[[], Awaitable[Sequence[str]]]) -> int:
         """Hand the rooms that stopped processes left mid-reply to the reply loop, which
         closes those replies as ``interrupted`` (text kept) and answers what still waits.
 
         Rooms whose holder is known dead (this machine, pid gone: a crash and restart) or
-        whose lease expired go at once; a lease that might still be alive is left to the
+        whose lease expired go at once, and so does every room with a message still waiting
+        and nobody holding its lease; a lease that might still be alive is left to the
         watchdog. Returns the number of rooms handed over.
         """
-        rooms = set(await self.sweep())
+        rooms = set(await self.sweep(within=None))
         for room_id in await streaming_rooms():
             # No holder at all: an older schema, or a release after a write that failed.
             if room_id not in rooms and await self.leases.holder(room_id) is None:

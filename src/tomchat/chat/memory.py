@@ -46,10 +46,16 @@ class RoomMemory:
         self.count = count
         self._summaries: dict[str, asyncio.Task[None]] = {}
 
-    async def turns(self, room_id: str, system_prompt: str) -> list[ChatTurn]:
+    async def turns(
+        self, room_id: str, system_prompt: str, *, upto: int | None = None
+    ) -> list[ChatTurn]:
+        """The context: system prompt, memory, then the newest turns that fit; with ``upto``
+        only messages that began at or before that version (the reply's in_reply_to)."""
         memory = await self.reader.memory(room_id)
         since = memory.through_version if memory else 0
         rows = await self.reader.since(room_id, since, HISTORY_LIMIT)
+        if upto is not None:
+            rows = [r for r in rows if r.first_version <= upto]
         context = build_context(
             system_prompt, memory.summary if memory else None, rows, self.budget, self.count
         )

@@ -50,10 +50,23 @@ class AppendEvents(Protocol):
     async def __call__(self, room_id: str, events: Sequence[Event], /) -> object: ...
 
 
+class AppendAt(Protocol):
+    """Append events only if the room is still at ``version``; raises ``ConcurrencyError``
+    if it has moved on (and ``LeaseLost`` as :class:`AppendEvents` does)."""
+
+    async def __call__(self, room_id: str, events: Sequence[Event], version: int, /) -> object: ...
+
+
 class History(Protocol):
     """The room's latest messages, oldest first: the model's context."""
 
     async def recent(self, room_id: str, limit: int) -> Sequence[MessageRow]: ...
+
+
+class LoggedText(Protocol):
+    """The text of a reply's chunks as the log holds them (``store.rooms.RoomReader``)."""
+
+    async def reply_text(self, room_id: str, message_id: str) -> str: ...
 
 
 class Speaker(Protocol):
@@ -80,7 +93,9 @@ class Context(Protocol):
     """The model's input for a room: the system prompt, the room's memory, then the newest
     turns that fit the window (``chat.memory``)."""
 
-    async def turns(self, room_id: str, system_prompt: str) -> list[ChatTurn]: ...
+    async def turns(
+        self, room_id: str, system_prompt: str, *, upto: int | None = None
+    ) -> list[ChatTurn]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,11 @@ class Replier:
     voice: Speakers | None = None
     context: Context | None = None  # None: the last ``context_messages`` messages, unbounded
     context_messages: int = CONTEXT_MESSAGES
+    # Starts a reply at the version its queue and context were read at (see ReplyRun.start).
+    append_at: AppendAt | None = None
+    # Asked for a reply's text after a write failed; without it such a reply is left
+    # streaming, for the watchdog to close with its logged text.
+    logged: LoggedText | None = None
 
     def reply(self, room_id: str, message_id: str | None = None) -> ReplyRun:
         return ReplyRun(self, room_id, message_id or new_message_id())
@@ -137,20 +157,35 @@ class ReplyRun:
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._producer: asyncio.Task[Outcome] | None = None
         self._stop_requested = False
+        self._history: Sequence[MessageRow] | None = None  # the context, if read with the queue
+        self._version: int | None = None  # the room's version the reply started at
         self.lease_lost = False  # another process took the room: write nothing more
 
-    async def start(self, pending: Sequence[MessageRow]) -> None:
-        """Append ``reply.started``, answering every message in ``pending`` at once."""
-        await self.replier.append(
-            self.room_id,
-            [
-                ReplyStarted(
-                    message_id=self.message_id,
-                    character=self.replier.character.name,
-                    in_reply_to=tuple(m.id for m in pending),
-                )
-            ],
+    async def start(
+        self,
+        pending: Sequence[MessageRow],
+        *,
+        version: int | None = None,
+        history: Sequence[MessageRow] | None = None,
+    ) -> None:
+        """Append ``reply.started``, answering every message in ``pending`` at once.
+
+        With ``version`` (the room's version when ``pending`` and ``history`` were read
+        together) the start is placed only if the room is still there, so ``in_reply_to``
+        names exactly the messages the reply's context holds: a message that came in
+        meanwhile raises ``ConcurrencyError`` and the caller reads the queue again.
+        """
+        started = ReplyStarted(
+            message_id=self.message_id,
+            character=self.replier.character.name,
+            in_reply_to=tuple(m.id for m in pending),
         )
+        if version is not None and self.replier.append_at is not None:
+            await self.replier.append_at(self.room_id, [started], version)
+        else:
+            await self.replier.append(self.room_id, [started])
+        self._history = history
+        self._version = version
 
     def stop(self) -> None:
         """Someone asked to stop: the text so far is kept, status ``stopped``."""
@@ -173,10 +208,14 @@ class ReplyRun:
         speaker = replier.voice.start(self.room_id, self.message_id) if replier.voice else None
         try:
             if replier.context is not None:
+                # The token-bounded context with the room's memory, as of the version the
+                # reply started at: exactly the messages its in_reply_to names, no later ones.
                 system = prompt_turns(replier.character, [])[0].content
-                turns = await replier.context.turns(self.room_id, system)
+                turns = await replier.context.turns(self.room_id, system, upto=self._version)
             else:
-                history = await replier.history.recent(self.room_id, replier.context_messages)
+                history = self._history
+                if history is None:
+                    history = await replier.history.recent(self.room_id, replier.context_messages)
                 turns = prompt_turns(replier.character, history)
             self._producer = asyncio.create_task(self._produce(turns, speaker))
             # A task cancelled before its first step never runs its finally: the done
@@ -231,9 +270,17 @@ class ReplyRun:
 
     async def _write(self, producer: asyncio.Task[Outcome]) -> None:
         """Append whatever pieces are waiting as one request, so a fast model is never
-        throttled by commit latency and a slow one still sees each piece committed at once."""
-        texts: list[str] = []
+        throttled by commit latency and a slow one still sees each piece committed at once.
+
+        The closing ``reply.completed`` carries exactly the text of the chunks in the log:
+        pieces count once their append has committed, and when an append failed (it may
+        have committed all the same: a connection cut during the commit) the log is asked.
+        """
+        committed: list[str] = []
         outcome: Outcome | None = None
+        ask_the_log = False
+        writing: asyncio.Task[object] | None = None
+        chunks: list[ReplyChunk] = []
         try:
             while outcome is None:
                 waiting = [await self._pieces.get()]
@@ -244,12 +291,14 @@ class ReplyRun:
                     if item is None:
                         outcome = self._ended(producer)
                         break
-                    chunks.append(
-                        ReplyChunk(message_id=self.message_id, index=len(texts), text=item)
-                    )
-                    texts.append(item)
+                    index = len(committed) + len(chunks)
+                    chunks.append(ReplyChunk(message_id=self.message_id, index=index, text=item))
                 if chunks:
-                    await self.replier.append(self.room_id, chunks)
+                    # Shielded: a cancelled writer still learns whether these committed.
+                    writing = asyncio.ensure_future(self.replier.append(self.room_id, chunks))
+                    await asyncio.shield(writing)
+                    writing = None
+                    committed.extend(c.text for c in chunks)
         except LeaseLost:
             # We stalled past the lease and another process took the room: it closes this
             # reply with what was committed, and nothing more of ours may be written.
@@ -259,23 +308,53 @@ class ReplyRun:
         except Exception as exc:
             log.exception("writing reply %s failed", self.message_id)
             outcome = Outcome("failed", f"the reply could not be saved: {type(exc).__name__}")
+            ask_the_log = True
         except asyncio.CancelledError:
             outcome = Outcome("interrupted", "the server stopped")
+            if writing is not None:
+                # The event store writes a request whose caller went away: wait for it.
+                try:
+                    await writing
+                    committed.extend(c.text for c in chunks)
+                except Exception:
+                    ask_the_log = True
             raise
         finally:
             assert outcome is not None
             if not self.lease_lost:
-                with contextlib.suppress(Exception):
-                    await self.replier.append(
-                        self.room_id,
-                        [
-                            ReplyCompleted(
-                                message_id=self.message_id,
-                                content="".join(texts),
-                                status=outcome.status,
-                                error=outcome.error,
-                                finish_reason=outcome.finish_reason,
-                                usage=outcome.usage,
-                            )
-                        ],
+                await self._complete(outcome, committed, ask_the_log)
+
+    async def _complete(self, outcome: Outcome, committed: list[str], ask_the_log: bool) -> None:
+        """Append ``reply.completed`` with the text of the reply's logged chunks."""
+        text = "".join(committed)
+        if ask_the_log:
+            logged = await self._logged_text()
+            if logged is None:
+                # Unknown: leave the reply streaming. Once this room's lease is let go, the
+                # watchdog hands it to a reply loop that closes it with its logged text.
+                log.warning("reply %s left streaming: its text could not be read", self.message_id)
+                return
+            text = logged
+        with contextlib.suppress(Exception):
+            await self.replier.append(
+                self.room_id,
+                [
+                    ReplyCompleted(
+                        message_id=self.message_id,
+                        content=text,
+                        status=outcome.status,
+                        error=outcome.error,
+                        finish_reason=outcome.finish_reason,
+                        usage=outcome.usage,
                     )
+                ],
+            )
+
+    async def _logged_text(self) -> str | None:
+        if self.replier.logged is None:
+            return None
+        try:
+            return await self.replier.logged.reply_text(self.room_id, self.message_id)
+        except Exception as exc:
+            log.warning("could not read the text of reply %s: %s", self.message_id, exc)
+            return None

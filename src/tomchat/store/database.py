@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tomchat.domain.errors import ConfigError, TomchatError
 from tomchat.store.recorders import Recorder, recorder_class
+from tomchat.store.recorders.base import SessionTimeouts
 
 
 class StoreUnavailable(TomchatError):
@@ -44,13 +45,13 @@ def sqlite_path(url: str) -> Path | None:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
         self.url = url
         backend = check_database_url(url)
         if (path := sqlite_path(url)) is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         # Everything that differs between backends is the recorder's (``store.recorders``).
-        self.recorder: Recorder = backend(url)
+        self.recorder: Recorder = backend(url, timeouts)
         self.writer: AsyncEngine = self.recorder.writer
         self.reader: AsyncEngine = self.recorder.reader
 

@@ -5,6 +5,13 @@ to the database's recorder (``store.recorders``) to write in one transaction; ea
 future resolves with its recorded events after commit. Listeners hear about new events after
 commit, in commit order: that is the only way events reach clients, so nobody can see what
 is not yet durable. Which backend records them is the recorder's business alone.
+
+The appender never waits for a room's write lock (``Recorder.lock_heads(wait=False)``): an
+append to a room another transaction holds (``RoomBusy``: another process writing it now, or
+one frozen mid-transaction until the database ends its session) moves to a second lane, the
+*busy lane*, which waits for the lock in the database's queue (bounded by its lock timeout,
+then tried again) while the appender goes on with every other room. It fails as
+``StoreUnavailable`` after ``busy_seconds``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from tomchat.store.placement import (
     ConcurrencyError,
     IdempotencyConflict,
     LeaseLost,
+    RoomBusy,
 )
 from tomchat.store.reads import head_of, read_events, recorded_from_row
 
@@ -53,12 +61,20 @@ class _Request(Append):
     """An append waiting in the queue, with the future its caller awaits."""
 
     future: asyncio.Future[list[RecordedEvent]] = field(kw_only=True)
+    busy_since: float | None = field(default=None, kw_only=True)  # first found RoomBusy
 
 
 class EventStore:
-    def __init__(self, db: Database, *, max_batch_events: int = 5000) -> None:
+    def __init__(
+        self, db: Database, *, max_batch_events: int = 5000, busy_seconds: float = 30.0
+    ) -> None:
         self.db = db
         self.max_batch_events = max_batch_events
+        # Longer than the database's idle-in-transaction timeout, which frees a frozen
+        # holder's locks.
+        self.busy_seconds = busy_seconds
+        self._busy: asyncio.Queue[_Request] = asyncio.Queue()  # the busy lane
+        self._busy_task: asyncio.Task[None] | None = None
         self.recorder = db.recorder
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._listeners: list[Listener] = []
@@ -77,6 +93,13 @@ class EventStore:
         self._closing = True
         if self._task is not None:
             await self._queue.join()
+            await self._busy.join()
+            await self._queue.join()
+            if self._busy_task is not None:
+                self._busy_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._busy_task
+                self._busy_task = None
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -138,19 +161,20 @@ class EventStore:
         # the appender skips when it resolves the batch; the events are written either way.
         return await request.future
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[_Request] | None = None) -> None:
+        queue = queue or self._queue
         while True:
-            batch = [await self._queue.get()]
+            batch = [await queue.get()]
             size = len(batch[0].events)
-            while size < self.max_batch_events and not self._queue.empty():
-                request = self._queue.get_nowait()
+            while size < self.max_batch_events and not queue.empty():
+                request = queue.get_nowait()
                 batch.append(request)
                 size += len(request.events)
             try:
                 await self._commit(batch)
             finally:
                 for _ in batch:
-                    self._queue.task_done()
+                    queue.task_done()
 
     async def _commit(self, batch: list[_Request]) -> None:
         outcomes: dict[int, list[RecordedEvent] | BaseException]
@@ -158,7 +182,10 @@ class EventStore:
         try:
             outcomes, fresh = await self.recorder.write(batch)
         except Exception as exc:
-            if len(batch) == 1:
+            if self.recorder.lock_unavailable(exc):
+                # The busy lane's wait ran into the lock timeout: the holder is still there.
+                outcomes, fresh = {id(r): RoomBusy(r.room_id) for r in batch}, []
+            elif len(batch) == 1:
                 log.warning("append to room %s failed: %s", batch[0].room_id, exc)
                 outcomes, fresh = {id(batch[0]): _as_store_error(exc)}, []
             else:
@@ -166,11 +193,11 @@ class EventStore:
                 for request in batch:
                     await self._commit([request])
                 return
-        self.batches_written += 1
         metrics.GROUP_COMMIT_SECONDS.observe(time.monotonic() - started)
         metrics.GROUP_COMMIT_EVENTS.observe(len(fresh))
         metrics.EVENTS_APPENDED.inc(len(fresh))
         if fresh:
+            self.batches_written += 1
             for listener in self._listeners:
                 try:
                     listener(fresh)
@@ -178,12 +205,33 @@ class EventStore:
                     log.exception("event listener failed")
         for request in batch:
             outcome = outcomes[id(request)]
+            if isinstance(outcome, RoomBusy):
+                # Written later even if its caller has gone, like any append taken.
+                given_up = self._defer(request, outcome)
+                if given_up is None:
+                    continue
+                outcome = given_up
             if request.future.done():
                 continue
             if isinstance(outcome, BaseException):
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
+
+    def _defer(self, request: _Request, busy: RoomBusy) -> BaseException | None:
+        """Hand a busy room's append to the busy lane; the error to give up with, once it
+        has waited ``busy_seconds``."""
+        now = time.monotonic()
+        if request.busy_since is None:
+            request.busy_since = now
+        elif now - request.busy_since > self.busy_seconds:
+            log.warning("%s: an append to it gave up", busy)
+            return StoreUnavailable(f"{busy} for too long")
+        request.wait_for_lock = True
+        self._busy.put_nowait(request)
+        if self._busy_task is None:
+            self._busy_task = asyncio.create_task(self._run(self._busy), name="busy-lane")
+        return None
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ the database's clock on PostgreSQL), or when its owner is known to be dead (same
 pid namespace, pid gone: see ``ProcessIdentity``). Taking a lease first locks the room's
 ``streams`` row, exactly as an append does: every append that saw the old owner has committed
 by then and every later one sees the new owner, so the text of an orphaned reply read after
-taking the lease is final.
+taking the lease is final. A takeover never queues behind that lock: a holder frozen inside a
+write transaction would hold it until it wakes. It tries again at the watchdog's next look,
+and the database ends the frozen session (idle-in-transaction timeout) well within a lease.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from tomchat.cluster.bus import ProcessIdentity
 from tomchat.store.database import Database
-from tomchat.store.schema import reply_leases
+from tomchat.store.schema import reply_leases, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +78,19 @@ class ReplyLeases:
             },
             where=takeable,
         ).returning(t.c.room_id)
-        async with self.db.writer.begin() as conn:
-            # The room's write lock first: the barrier the module docstring explains.
-            await recorder.lock_heads(conn, [room_id])
-            taken = (await conn.execute(statement)).first()
+        try:
+            async with self.db.writer.begin() as conn:
+                # The room's write lock first: the barrier the module docstring explains,
+                # had at once or not at all.
+                if not await recorder.lock_heads(conn, [room_id], wait=False):
+                    exists = select(streams.c.room_id).where(streams.c.room_id == room_id)
+                    if (await conn.execute(exists)).first() is not None:
+                        return False  # locked by a writer now: try again later
+                taken = (await conn.execute(statement)).first()
+        except DBAPIError as exc:
+            if recorder.lock_unavailable(exc):
+                return False  # the lease row itself is locked (lock_timeout): later
+            raise
         return taken is not None
 
     async def renew(self, room_ids: Collection[str]) -> dict[str, str | None]:

@@ -10,7 +10,7 @@ inputs under its write lock and writes the rows (``store.recorders``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -40,6 +40,15 @@ class LeaseLost(AppendConflict):
         self.room_id = room_id
 
 
+class RoomBusy(TomchatError):
+    """The room's write lock is held by another transaction now (perhaps a frozen process's):
+    the append was not written and goes into a later batch."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"room {room_id!r} is locked by another writer")
+        self.room_id = room_id
+
+
 @dataclass(eq=False, slots=True)
 class Append:
     """One caller's append, as a recorder takes it in a batch."""
@@ -50,6 +59,8 @@ class Append:
     at: datetime
     fresh: bool  # every event id was made by ``append`` itself: none can be recorded yet
     lease_owner: str | None  # written only while this owner holds the room's reply lease
+    # Found its room locked by another writer once: wait for the lock next time.
+    wait_for_lock: bool = field(default=False, kw_only=True)
 
 
 # Each request's records or error, by ``id(request)``.
@@ -72,6 +83,12 @@ class Plan:
 def checked_ids(batch: Sequence[Append]) -> list[UUID]:
     """The event ids to look up before placing: those the callers made themselves."""
     return [e.event_id for r in batch if not r.fresh for e in r.events]
+
+
+def waits_for_locks(batch: Sequence[Append]) -> bool:
+    """Whether the batch waits for its rooms' write locks: only appends that already found
+    their room locked do (the busy lane); the others skip locked rooms."""
+    return any(r.wait_for_lock for r in batch)
 
 
 def guarded_rooms(batch: Sequence[Append]) -> list[str]:
@@ -101,6 +118,10 @@ def place(
                     "some of these events were already recorded"
                 )
                 continue
+        if request.room_id not in heads:
+            # Its write lock was not had without waiting (``Recorder.lock_heads``).
+            plan.outcomes[id(request)] = RoomBusy(request.room_id)
+            continue
         if request.lease_owner is not None and owners.get(request.room_id) != request.lease_owner:
             plan.outcomes[id(request)] = LeaseLost(request.room_id)
             continue

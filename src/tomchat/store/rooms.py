@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.codec import decode_event
@@ -20,7 +20,7 @@ from tomchat.domain.events import (
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.reads import head_of, read_events
-from tomchat.store.schema import events, messages, streams
+from tomchat.store.schema import events, messages, reply_leases, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,15 @@ class Snapshot:
     messages: list[MessageRow]
     streaming: list[StreamingReply]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyQueue:
+    """A room's reply queue and the model's context, both at one version."""
+
+    version: int
+    pending: list[MessageRow]  # user messages after the last reply started, oldest first
+    history: list[MessageRow]  # the latest messages, oldest first: every pending one too
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,22 +137,22 @@ class RoomReader:
 
     async def unanswered(self, room_id: str) -> list[MessageRow]:
         """User messages posted after the last reply started: the room's reply queue."""
-        last_reply = (
-            select(func.coalesce(func.max(messages.c.first_version), 0))
-            .where(messages.c.room_id == room_id, messages.c.is_ai.is_(True))
-            .scalar_subquery()
-        )
-        query = (
-            select(messages)
-            .where(
-                messages.c.room_id == room_id,
-                messages.c.is_ai.is_(False),
-                messages.c.first_version > last_reply,
-            )
-            .order_by(messages.c.first_version)
-        )
         async with self.db.snapshot() as conn:
-            return [_message(row) for row in await conn.execute(query)]
+            return await _unanswered(conn, room_id)
+
+    async def queue(self, room_id: str, context: int) -> ReplyQueue:
+        """The reply queue and the latest ``context`` messages (more if more wait) as of
+        one version: a reply started at that version answers exactly what it was shown."""
+        async with self.db.snapshot() as conn:
+            head = await head_of(conn, room_id) or 0
+            pending = await _unanswered(conn, room_id)
+            history: list[MessageRow] = []
+            if pending:
+                # Everything after the last reply is pending, so these hold all of it.
+                history, _ = await _page(
+                    conn, room_id, None, max(context, len(pending)), finished_only=False
+                )
+        return ReplyQueue(head, pending, history)
 
     async def token_totals(self, room_id: str) -> TokenTotals:
         query = select(events.c.type, events.c.data).where(
@@ -197,11 +206,56 @@ class RoomReader:
             rows = await _streaming_rows(conn, room_id)
             return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
 
+    async def reply_text(self, room_id: str, message_id: str) -> str:
+        """The text of reply ``message_id``'s chunks in the log (empty if it has none)."""
+        async with self.db.snapshot() as conn:
+            query = select(messages).where(
+                messages.c.id == message_id, messages.c.room_id == room_id
+            )
+            row = (await conn.execute(query)).first()
+            return await _text_so_far(conn, _message(row), None) if row is not None else ""
+
     async def rooms_with_streaming_replies(self) -> list[str]:
         """Every room with a reply still streaming (a full scan: for start-up only)."""
         query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
         async with self.db.snapshot() as conn:
             return sorted(row.room_id for row in await conn.execute(query))
+
+    async def unattended(self, within: float | None = None) -> list[str]:
+        """Rooms that need a reply loop and have nobody holding their lease: a user message
+        with no reply started after it, or a reply left streaming.
+
+        A process that dies between committing a message and taking the room's lease leaves
+        such a room; nothing else would look at it until someone posts again. ``within``:
+        only rooms written in the last that many seconds (the watchdog's frequent look;
+        None, at start-up, looks at every room).
+        """
+        s, m, lease = streams, messages, reply_leases
+        last_user = (
+            select(func.max(m.c.first_version))
+            .where(m.c.room_id == s.c.room_id, m.c.is_ai.is_(false()))
+            .scalar_subquery()
+        )
+        last_reply = (
+            select(func.coalesce(func.max(m.c.first_version), 0))
+            .where(m.c.room_id == s.c.room_id, m.c.is_ai.is_(true()))
+            .scalar_subquery()
+        )
+        left_streaming = exists().where(m.c.room_id == s.c.room_id, m.c.status == STREAMING)
+        # A live lease: its holder answers what waits when it lets go. An expired one, or a
+        # dead holder's, is the watchdog's other look (``chat.leasing.takeovers``).
+        held = exists().where(
+            lease.c.room_id == s.c.room_id,
+            lease.c.owner.is_not(None),
+            lease.c.expires_at >= self.db.recorder.clock(),
+        )
+        query = select(s.c.room_id).where(
+            s.c.version > 0, or_(last_user > last_reply, left_streaming), ~held
+        )
+        if within is not None:
+            query = query.where(s.c.updated_at >= datetime.now(UTC) - timedelta(seconds=within))
+        async with self.db.snapshot() as conn:
+            return sorted(row.room_id for row in await conn.execute(query.order_by(s.c.room_id)))
 
     async def streaming_replies(self) -> list[StreamingReply]:
         """Every reply left streaming, in any room, with its text so far (for recovery)."""
@@ -209,6 +263,24 @@ class RoomReader:
             query = select(messages).where(messages.c.status == STREAMING)
             rows = [_message(r) for r in await conn.execute(query)]
             return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
+
+
+async def _unanswered(conn: AsyncConnection, room_id: str) -> list[MessageRow]:
+    last_reply = (
+        select(func.coalesce(func.max(messages.c.first_version), 0))
+        .where(messages.c.room_id == room_id, messages.c.is_ai.is_(True))
+        .scalar_subquery()
+    )
+    query = (
+        select(messages)
+        .where(
+            messages.c.room_id == room_id,
+            messages.c.is_ai.is_(False),
+            messages.c.first_version > last_reply,
+        )
+        .order_by(messages.c.first_version)
+    )
+    return [_message(row) for row in await conn.execute(query)]
 
 
 async def _page(

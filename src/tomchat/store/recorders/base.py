@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -25,6 +26,17 @@ from tomchat.store.placement import Append, Written
 from tomchat.store.reads import head_of, read_events
 
 
+@dataclass(frozen=True, slots=True)
+class SessionTimeouts:
+    """How long a writing session may wait on a lock, and sit idle inside a transaction,
+    before the database gives up on it (PostgreSQL; SQLite has one writer and no such
+    waits). The second frees the row locks of a process frozen mid-transaction (SIGSTOP, a
+    paused VM, a partition), so it must be shorter than a reply lease."""
+
+    lock_seconds: float = 2.0
+    idle_in_transaction_seconds: float = 5.0
+
+
 class Recorder(ABC):
     """One backend: its engines, its batch write, its reads."""
 
@@ -32,11 +44,12 @@ class Recorder(ABC):
     label: ClassVar[str]  # as people write it, for error messages
     driver: ClassVar[str]  # the async driver its URLs must name
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
         self.url = url
+        self.timeouts = timeouts or SessionTimeouts()
         self.writer: AsyncEngine
         self.reader: AsyncEngine
-        self.writer, self.reader = self.create_engines(url)
+        self.writer, self.reader = self.create_engines(url, self.timeouts)
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -49,7 +62,7 @@ class Recorder(ABC):
 
     @staticmethod
     @abstractmethod
-    def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
         """A writer engine and a reader engine (readers see one snapshot per transaction)."""
 
     @staticmethod
@@ -112,5 +125,14 @@ class Recorder(ABC):
         """``INSERT`` with ``ON CONFLICT`` clauses."""
 
     @abstractmethod
-    async def lock_heads(self, conn: AsyncConnection, room_ids: Sequence[str]) -> dict[str, int]:
-        """Current versions of the rooms, locked against appends until ``conn`` commits."""
+    async def lock_heads(
+        self, conn: AsyncConnection, room_ids: Sequence[str], *, wait: bool = True
+    ) -> dict[str, int]:
+        """Current versions of the rooms, locked against appends until ``conn`` commits.
+
+        ``wait=False``: a room another transaction has locked now is left out of the answer
+        instead of waited for (a backend with one writer never meets one)."""
+
+    def lock_unavailable(self, exc: BaseException) -> bool:
+        """True if ``exc`` says a lock could not be had at once or within the lock timeout."""
+        return False

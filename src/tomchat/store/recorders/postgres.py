@@ -3,10 +3,18 @@
 A batch locks its rooms' ``streams`` rows (in room-id order, so two writers never deadlock)
 and writes through SQLAlchemy's async engine on asyncpg; readers run REPEATABLE READ, so a
 read transaction sees one snapshot. Reply leases are measured by the database's clock.
+
+A process frozen inside a write transaction (SIGSTOP, a paused VM, a partition) keeps its
+rooms' rows locked. So a batch skips rooms locked by someone else (``SKIP LOCKED``; the event
+store retries their appends in a later batch) and never waits behind one room; every writing
+session has a ``lock_timeout`` for any other wait, and an
+``idle_in_transaction_session_timeout`` after which the server ends the frozen session and
+frees its locks (``SessionTimeouts``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,10 +37,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from tomchat.domain.codec import encode_data
 from tomchat.domain.events import RecordedEvent, event_type
 from tomchat.domain.transcript import MessageRow
-from tomchat.store.placement import Append, Written, checked_ids, finish, guarded_rooms, place
+from tomchat.store.placement import (
+    Append,
+    Written,
+    checked_ids,
+    finish,
+    guarded_rooms,
+    place,
+    waits_for_locks,
+)
 from tomchat.store.projection import project
 from tomchat.store.reads import recorded_by_id
-from tomchat.store.recorders.base import Recorder
+from tomchat.store.recorders.base import Recorder, SessionTimeouts
 from tomchat.store.schema import UTCDateTime, events, reply_leases, streams
 
 _MIGRATION_LOCK = 0x746F6D63  # "tomc": the advisory lock key of tomchat's migrations
@@ -44,8 +60,24 @@ class PostgresRecorder(Recorder):
     driver = "postgresql+asyncpg"
 
     @staticmethod
-    def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
-        writer = create_async_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
+        # Writing sessions only: readers take no locks, and an export's read transaction may
+        # rightly sit idle while its client reads slowly.
+        session = {
+            "lock_timeout": f"{round(timeouts.lock_seconds * 1000)}ms",
+            "idle_in_transaction_session_timeout": (
+                f"{round(timeouts.idle_in_transaction_seconds * 1000)}ms"
+            ),
+            # Whose session is whose in pg_stat_activity, for operators (and tests).
+            "application_name": f"tomchat-{os.getpid()}",
+        }
+        writer = create_async_engine(
+            url,
+            pool_size=4,
+            max_overflow=4,
+            pool_pre_ping=True,
+            connect_args={"server_settings": session},
+        )
         reader = create_async_engine(
             url,
             pool_size=8,
@@ -70,7 +102,9 @@ class PostgresRecorder(Recorder):
             known = await recorded_by_id(conn, checked) if checked else {}
             rooms = sorted({r.room_id for r in batch})
             await _ensure_streams(conn, rooms, now)
-            heads = await self.lock_heads(conn, rooms)
+            # Rooms another transaction holds are left out: ``place`` answers their appends
+            # ``RoomBusy`` and the event store's busy lane, which waits, writes them.
+            heads = await self.lock_heads(conn, rooms, wait=waits_for_locks(batch))
             guarded = guarded_rooms(batch)
             owners = await _owners(conn, guarded) if guarded else {}
             plan = place(batch, known, heads, owners)
@@ -164,16 +198,24 @@ class PostgresRecorder(Recorder):
     def upsert(self, table: Table) -> postgresql.Insert:
         return postgresql.insert(table)
 
-    async def lock_heads(self, conn: AsyncConnection, room_ids: Sequence[str]) -> dict[str, int]:
-        # Row locks in room-id order so two writers never deadlock.
+    async def lock_heads(
+        self, conn: AsyncConnection, room_ids: Sequence[str], *, wait: bool = True
+    ) -> dict[str, int]:
+        # Row locks in room-id order so two writers never deadlock. ``wait=False`` skips
+        # rows locked now (a frozen holder's among them) instead of queueing behind them.
         query = (
             select(streams.c.room_id, streams.c.version)
             .where(streams.c.room_id.in_(sorted(room_ids)))
             .order_by(streams.c.room_id)
-            .with_for_update()
+            .with_for_update(skip_locked=not wait)
         )
         result = await conn.execute(query)
         return {row.room_id: row.version for row in result}
+
+    def lock_unavailable(self, exc: BaseException) -> bool:
+        # SQLSTATE 55P03 lock_not_available: NOWAIT found the row locked, or lock_timeout ran
+        # out (SQLAlchemy wraps asyncpg's error; its ``orig`` carries the code).
+        return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
 
 
 async def _ensure_streams(conn: AsyncConnection, room_ids: Sequence[str], now: datetime) -> None:

@@ -22,7 +22,7 @@ from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written, checked_ids, finish, guarded_rooms, place
 from tomchat.store.projection import project_sync
 from tomchat.store.reads import recorded_from_row
-from tomchat.store.recorders.base import Recorder
+from tomchat.store.recorders.base import Recorder, SessionTimeouts
 from tomchat.store.recorders.sqlite_writer import (
     Batch,
     SqliteWriter,
@@ -37,8 +37,8 @@ class SqliteRecorder(Recorder):
     label = "SQLite"
     driver = "sqlite+aiosqlite"
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
+        super().__init__(url, timeouts)
         self._writer: SqliteWriter | None = None  # started by the first write
 
     @classmethod
@@ -50,7 +50,7 @@ class SqliteRecorder(Recorder):
         return None
 
     @staticmethod
-    def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
         # The async writer engine serves the few writes outside the log (leases, room
         # tokens, rebuilds): one connection whose transactions start with BEGIN IMMEDIATE.
         writer = create_async_engine(url, pool_size=1, max_overflow=0)
@@ -125,8 +125,11 @@ class SqliteRecorder(Recorder):
     def upsert(self, table: Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
-    async def lock_heads(self, conn: AsyncConnection, room_ids: Sequence[str]) -> dict[str, int]:
-        # No row lock needed: BEGIN IMMEDIATE already made this the only writer.
+    async def lock_heads(
+        self, conn: AsyncConnection, room_ids: Sequence[str], *, wait: bool = True
+    ) -> dict[str, int]:
+        # No row lock needed: BEGIN IMMEDIATE already made this the only writer (and the
+        # session timeouts have no SQLite counterpart: the file lock has one writer).
         query = select(streams.c.room_id, streams.c.version).where(
             streams.c.room_id.in_(sorted(room_ids))
         )

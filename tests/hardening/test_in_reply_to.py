@@ -1,0 +1,84 @@
+"""``in_reply_to`` names exactly the messages a reply's context held: under a burst of
+concurrent messages (many landing while a reply is being started) every user message is
+answered by exactly one reply, that reply is the first started after it, and its text is
+the demo model's answer to the last message it names — the newest one it was shown."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tests.conftest import ServerFactory
+from tests.support.polling import eventually
+from tests.support.room_client import RoomClient
+from tomchat.ai.demo import compose_reply
+from tomchat.ai.protocols import ChatTurn
+from tomchat.domain.events import MessagePosted, RecordedEvent, ReplyCompleted, ReplyStarted
+from tomchat.store.database import Database
+from tomchat.store.event_store import read_events
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def room_log(url: str, room: str) -> list[RecordedEvent]:
+    db = Database(url)
+    try:
+        async with db.snapshot() as conn:
+            return await read_events(conn, room)
+    finally:
+        await db.dispose()
+
+
+async def test_in_reply_to_is_exact_under_a_burst(server_factory: ServerFactory) -> None:
+    server = await server_factory(demo_delay_ms=1)
+    url = server.settings.database_url
+    people = [RoomClient(server.url, "burst", f"user{i}") for i in range(8)]
+    for p in people:
+        await p.connect()
+        await p.join()
+    rng = random.Random(13)
+
+    async def chatter(p: RoomClient) -> None:
+        for n in range(6):
+            await asyncio.sleep(rng.random() * 0.05)
+            assert (await p.send(f"{p.username} says thing {n} about topic{rng.randrange(99)}"))[
+                "ok"
+            ]
+
+    await asyncio.gather(*(chatter(p) for p in people))
+
+    async def all_answered() -> bool:
+        log = await room_log(url, "burst")
+        asked = {e.event.message_id for e in log if isinstance(e.event, MessagePosted)}
+        named = {m for e in log if isinstance(e.event, ReplyStarted) for m in e.event.in_reply_to}
+        done = {e.event.message_id for e in log if isinstance(e.event, ReplyCompleted)}
+        started = {e.event.message_id for e in log if isinstance(e.event, ReplyStarted)}
+        return asked <= named and started <= done
+
+    await eventually(all_answered, timeout=60, what="every message answered")
+    for p in people:
+        await p.disconnect()
+
+    log = await room_log(url, "burst")
+    waiting: list[MessagePosted] = []
+    said: dict[str, MessagePosted] = {}
+    replies = 0
+    for e in log:
+        if isinstance(e.event, MessagePosted):
+            waiting.append(e.event)
+            said[e.event.message_id] = e.event
+        elif isinstance(e.event, ReplyStarted) and e.event.in_reply_to:
+            # Exactly the messages since the previous reply started, in log order.
+            assert e.event.in_reply_to == tuple(m.message_id for m in waiting), e.version
+            waiting = []
+            replies += 1
+    assert waiting == []
+    texts = {e.event.message_id: e.event for e in log if isinstance(e.event, ReplyCompleted)}
+    for e in log:
+        if isinstance(e.event, ReplyStarted) and e.event.in_reply_to:
+            last = said[e.event.in_reply_to[-1]]
+            expected = compose_reply([ChatTurn("user", f"{last.username}: {last.content}")])
+            assert texts[e.event.message_id].content == expected, "its context ended there"
+    print(f"\n{len(said)} messages answered by {replies} replies")
