@@ -3,6 +3,8 @@ the others see their name below the transcript until the message arrives or they
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import WebSocket, expect
 
@@ -39,17 +41,20 @@ def test_the_others_see_who_is_typing(people: PeopleFactory) -> None:
     expect(indicator).to_have_text("cat is typing…")
     bob.page.get_by_test_id("message-input").press_sequentially("Hello there, all", delay=40)
     expect(indicator).to_have_text("cat and bob are typing…")
+    seen_both = time.monotonic()
     # A whole sentence typed in well under two seconds: one notice, not one per key.
     assert typing_frames_sent(bob_frames) == 1, bob_frames
     # Nobody is shown their own name.
     expect(bob.page.get_by_test_id("typing")).to_have_text("cat is typing…")
     expect(cat.page.get_by_test_id("typing")).to_have_text("bob is typing…")
 
-    # bob's message arrives: his name goes at once, though cat (who started first, so
-    # would expire first) is still shown.
+    # bob's message arrives: his name goes at once, while cat (still typing) stays.
+    cat.page.get_by_test_id("message-input").press_sequentially("m", delay=30)
     bob.page.get_by_test_id("send-button").click()
     expect(ann.messages.filter(has_text="Hello there, all")).to_have_count(1)
     expect(indicator).to_have_text("cat is typing…")
+    # Well before bob's name would have expired by itself (4 s after his notice).
+    assert time.monotonic() - seen_both < 3.0
 
     # cat stopped typing: a few seconds later the line is empty again.
     expect(indicator).to_have_text("", timeout=8_000)
