@@ -22,6 +22,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REDIS_URL, need_service
+from tests.live.test_typing import Typist
 from tests.support.room_client import RoomClient
 from tests.support.servers import ServerProcess, start_servers
 from tomchat.ai.demo import compose_reply
@@ -395,3 +396,26 @@ async def test_workers_share_one_port(cluster_env: dict[str, str], tmp_path: Pat
         assert output.count("Application shutdown complete") == 2, output
     finally:
         server.stop()
+
+
+async def test_typing_reaches_the_other_process_but_not_the_writer(
+    two_servers: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = two_servers
+    ann, carol = Typist(a.url, "typed", "ann"), Typist(a.url, "typed", "carol")
+    bob = Typist(b.url, "typed", "bob")
+    for c in (ann, carol, bob):
+        await c.connect()
+        await c.join()
+    await ann.wait_for(lambda c: c.presence == ["ann", "bob", "carol"])
+
+    assert await ann.typing() == {"ok": True}
+    for c in (bob, carol):
+        await c.wait_for(lambda c: c.typed)
+        assert c.typed == [{"roomId": "typed", "username": "ann"}]
+    # bob's notice, sent after ann's was fanned out, is the first and only one ann gets.
+    assert await bob.typing() == {"ok": True}
+    await ann.wait_for(lambda c: c.typed)
+    assert ann.typed == [{"roomId": "typed", "username": "bob"}]
+    for c in (ann, carol, bob):
+        await c.disconnect()

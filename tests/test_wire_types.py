@@ -83,6 +83,7 @@ def test_schema_names_every_event_and_ack() -> None:
         "aiAudio",
         "aiComplete",
         "presence",
+        "typing",
     }
     assert set(defs["Acks"]["properties"]) == {
         "joinRoom",
@@ -91,7 +92,9 @@ def test_schema_names_every_event_and_ack() -> None:
         "sendVoiceMessage",
         "stopGeneration",
         "leaveRoom",
+        "typing",
     }
+    assert defs["Typing"]["required"] == ["roomId", "username"]
     # What the server always sends is required; what it leaves out when unset is not.
     message = defs["Message"]
     assert message["required"] == [
@@ -196,6 +199,18 @@ async def test_every_payload_a_server_sends_round_trips(
         room = "wire"
         joined = await ann.call("joinRoom", {"roomId": room, "username": "ann"})
         assert joined["ok"] and "reset" not in joined
+
+        # Someone else writing: ann hears of it (typing has no version: it is not logged).
+        bob = socketio.AsyncClient()
+        await bob.connect(server.url, transports=["websocket"], wait_timeout=10)
+        try:
+            await bob.call("joinRoom", {"roomId": room, "username": "bob"}, timeout=15)
+            assert await bob.call("typing", {"roomId": room}, timeout=15) == {"ok": True}
+            await ann.wait_for(lambda: bool(ann.of("typing")))
+        finally:
+            await bob.disconnect()
+        assert await ann.call("typing", {"roomId": room}) == {"ok": True}
+        assert ann.of("typing") == [{"roomId": room, "username": "bob"}]
 
         # A text message, answered in words and voice.
         llm.script(openai_stream(["Ahoy ", "ann. ", "Fair winds!"], delay=0.02))

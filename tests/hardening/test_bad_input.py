@@ -104,6 +104,11 @@ CASES: list[tuple[str, tuple[Any, ...], str]] = [
     ("leaveRoom", ([],), "bad_request"),
     ("leaveRoom", ({"roomId": BIG},), "bad_request"),
     ("leaveRoom", ({},), "bad_request"),
+    ("typing", ({},), "bad_request"),
+    ("typing", ({"roomId": BIG},), "bad_request"),
+    ("typing", (["t"],), "bad_request"),
+    ("typing", ({"roomId": "elsewhere"},), "forbidden"),
+    ("typing", ({"roomId": ROOM}, {"roomId": ROOM}), "bad_request"),
     # unknown events
     ("noSuchEvent", ({"x": 1},), "bad_request"),
     ("", ({},), "bad_request"),

@@ -48,6 +48,9 @@ class LiveLimits:
     voice: Rate = Rate(burst=3, per_second=0.2)
     joins: Rate = Rate(burst=12, per_second=1.0)
     events: Rate = Rate(burst=120, per_second=30.0)
+    # ``typing`` notices passed on per connection: clients show a name for a few seconds
+    # after each, so one every two seconds says all there is to say.
+    typing: Rate = Rate(burst=1, per_second=0.5)
     # User messages waiting for the character's next reply, per room.
     waiting_messages: int = 25
     # Bytes queued for one socket beyond what its transport has taken; past it the

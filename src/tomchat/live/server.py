@@ -30,6 +30,7 @@ from tomchat.wire.incoming import (
     SendMessage,
     SendVoiceMessage,
     StopGeneration,
+    Typing,
     parse,
 )
 from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, to_wire
@@ -98,6 +99,7 @@ class LiveServer:
         self.messages_limit = Limiter("messages", self.limits.messages)
         self.voice_limit = Limiter("voice messages", self.limits.voice)
         self.joins_limit = Limiter("joins", self.limits.joins)
+        self.typing_limit = Limiter("typing", self.limits.typing)
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -105,6 +107,7 @@ class LiveServer:
             "stopGeneration": self.stop_generation,
             "resync": self.resync,
             "leaveRoom": self.leave_room,
+            "typing": self.typing,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -207,12 +210,38 @@ class LiveServer:
             await self.announce(p.roomId)
         return OK
 
+    async def typing(self, sid: str, data: Any) -> Ack:
+        """Pass "someone is writing" to the others in the room. Ephemeral: nothing is
+        logged, nothing is versioned. Past the rate the notice is acked but not passed on:
+        it is only a hint, and the writer's client has nothing to retry."""
+        p = parse(Typing, data)
+        username = self._member(sid, p.roomId)
+        try:
+            self.typing_limit.check([sid])
+        except RateLimited:
+            return OK
+        # skip_sid travels with the emit through the Redis manager: every process leaves
+        # the writer out, and the writer's own other tabs still see it.
+        await self.sio.emit(
+            "typing",
+            to_wire(payloads.Typing(room_id=p.roomId, username=username)),
+            room=p.roomId,
+            skip_sid=sid,
+        )
+        return OK
+
     async def connect(self, sid: str, *_: Any) -> None:
         metrics.CONNECTED_SOCKETS.inc()
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         metrics.CONNECTED_SOCKETS.dec()
-        for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
+        for limiter in (
+            self.events_limit,
+            self.messages_limit,
+            self.voice_limit,
+            self.joins_limit,
+            self.typing_limit,
+        ):
             limiter.forget(sid)
         for room_id in await self.presence.drop(sid):
             await self.announce(room_id)

@@ -96,6 +96,10 @@ class LeaveRoom(_Payload, frozen=True):
     roomId: RoomId
 
 
+class Typing(_Payload, frozen=True):
+    roomId: RoomId
+
+
 P = TypeVar("P", bound=_Payload)
 
 

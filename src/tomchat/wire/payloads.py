@@ -126,6 +126,14 @@ class Presence(Payload, frozen=True, kw_only=True):
     members: list[str]
 
 
+class Typing(Payload, frozen=True, kw_only=True):
+    """The ``typing`` event: someone in the room is writing. Ephemeral: never logged, so
+    it carries no version; sent to every connection in the room but the writer's."""
+
+    room_id: str
+    username: str
+
+
 # ---------------------------------------------------------------------------------------
 # Acks
 
@@ -177,7 +185,7 @@ class VoiceAck(Payload, frozen=True, kw_only=True):
 
 
 class OkAck(Payload, frozen=True, kw_only=True):
-    """``stopGeneration`` and ``leaveRoom``."""
+    """``stopGeneration``, ``leaveRoom`` and ``typing``."""
 
     ok: Literal[True]
 

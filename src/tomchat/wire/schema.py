@@ -32,6 +32,7 @@ from tomchat.wire.payloads import (
     SendAck,
     SnapshotAck,
     Streaming,
+    Typing,
     VoiceAck,
 )
 
@@ -43,6 +44,7 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "aiAudio": AiAudio,
     "aiComplete": Message,
     "presence": Presence,
+    "typing": Typing,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -53,6 +55,7 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "sendVoiceMessage": (VoiceAck,),
     "stopGeneration": (OkAck,),
     "leaveRoom": (OkAck,),
+    "typing": (OkAck,),
 }
 
 #: REST responses built from the same items.

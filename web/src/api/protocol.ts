@@ -15,6 +15,7 @@ import type {
   SendAck as MessageAck,
   SnapshotAck,
   Streaming,
+  Typing,
   VoiceAck,
 } from "./wire.gen";
 
@@ -54,6 +55,7 @@ export type AiStartPayload = AiStart;
 export type AiTextChunkPayload = AiTextChunk;
 export type AiAudioPayload = AiAudio;
 export type PresencePayload = Presence;
+export type TypingPayload = Typing;
 
 /** What `sendMessage` and `sendVoiceMessage` answer. */
 export type SendAck = MessageAck | VoiceAck;

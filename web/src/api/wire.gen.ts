@@ -11,6 +11,7 @@ export interface ServerEvents {
   aiAudio: AiAudio;
   aiComplete: Message;
   presence: Presence;
+  typing: Typing;
 }
 /**
  * A user message or a reply: `messages[]` items and the `message` / `aiComplete`
@@ -114,6 +115,17 @@ export interface Presence {
   members: string[];
 }
 /**
+ * The `typing` event: someone in the room is writing. Ephemeral: never logged, so
+ * it carries no version; sent to every connection in the room but the writer's.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "Typing".
+ */
+export interface Typing {
+  roomId: string;
+  username: string;
+}
+/**
  * What each client request is answered with, by event name.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
@@ -126,6 +138,7 @@ export interface Acks {
   sendVoiceMessage: VoiceAck | ErrorAck;
   stopGeneration: OkAck | ErrorAck;
   leaveRoom: OkAck | ErrorAck;
+  typing: OkAck | ErrorAck;
 }
 /**
  * `joinRoom` / `resync`: the room's latest messages and the replies in progress.
@@ -249,7 +262,7 @@ export interface VoiceAck {
   audioUrl: string | null;
 }
 /**
- * `stopGeneration` and `leaveRoom`.
+ * `stopGeneration`, `leaveRoom` and `typing`.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
  * via the `definition` "OkAck".

@@ -17,6 +17,7 @@ import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
 import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
+import { TypingIndicator } from "./TypingIndicator";
 import { VoiceControls } from "./VoiceControls";
 
 interface RoomProps {
@@ -270,12 +271,17 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
 
       {membersOpen && <div className="scrim" aria-hidden="true" onClick={() => setMembersOpen(false)} />}
 
+      <TypingIndicator typing={connection.typing} />
+
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
       <Composer
         disabled={!view.joined || status.fatal !== null}
         focusWhenReady={view.joined}
         voiceMessages={features?.asr ?? false}
-        onTyping={() => missed.clearDivider()}
+        onTyping={() => {
+          missed.clearDivider();
+          connection.notifyTyping();
+        }}
         onSend={(text) => connection.sendMessage(text)}
         onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
         replyingId={replying?.id ?? null}

@@ -6,9 +6,17 @@
  * and the socket, and keeps a small status (connection state, members, outbox) for the UI.
  */
 import { io, type Socket } from "socket.io-client";
-import type { AckError, JoinAck, PresencePayload, SendAck } from "../api/protocol";
+import type {
+  AckError,
+  JoinAck,
+  PresencePayload,
+  SendAck,
+  TypingPayload,
+  WireMessage,
+} from "../api/protocol";
 import { fromLive, LIVE_EVENTS } from "../sync/events";
 import { RoomSync } from "../sync/roomState";
+import { Throttle, TypingPeople } from "./typing";
 
 export type ConnectionState = "connecting" | "live" | "reconnecting";
 
@@ -68,6 +76,11 @@ function newClientId(): string {
 
 export class RoomConnection {
   readonly sync: RoomSync;
+  /** Who else is writing right now ("Alice is typing…"). */
+  readonly typing = new TypingPeople();
+  private readonly typingNotice = new Throttle(() =>
+    this.socket.emit("typing", { roomId: this.roomId }, () => {}),
+  );
   private readonly socket: Socket;
   private status: ConnectionStatus = { state: "connecting", sent: 0, members: [], outbox: [], fatal: null };
   private readonly listeners = new Set<() => void>();
@@ -112,6 +125,7 @@ export class RoomConnection {
     this.socket.on("presence", (p: PresencePayload) => {
       if (p?.roomId === roomId && Array.isArray(p.members)) this.setStatus({ members: p.members });
     });
+    this.listenForTyping();
     // A sent message leaves the outbox once the transcript shows it.
     this.unsubscribeSync = this.sync.subscribe(() => this.pruneOutbox());
   }
@@ -132,6 +146,7 @@ export class RoomConnection {
     this.socket.disconnect();
     this.unsubscribeSync();
     this.sync.dispose();
+    this.typing.dispose();
     this.listeners.clear();
   }
 
@@ -221,9 +236,35 @@ export class RoomConnection {
     this.socket.connect();
   };
 
+  // --- typing (ephemeral: never logged, nothing to retry) -------------------------------
+
+  private listenForTyping(): void {
+    this.socket.on("typing", (p: TypingPayload) => {
+      // Our own name comes only from this person's other tabs: they know they are typing.
+      if (p?.roomId === this.roomId && typeof p.username === "string" && p.username !== this.username) {
+        this.typing.seen(p.username);
+      }
+    });
+    // Their message arrived: they are done typing it.
+    this.socket.on("message", (m: WireMessage) => {
+      if (m?.roomId === this.roomId && typeof m.username === "string") this.typing.stopped(m.username);
+    });
+    this.socket.on("presence", (p: PresencePayload) => {
+      if (p?.roomId === this.roomId && Array.isArray(p.members)) this.typing.keepOnly(p.members);
+    });
+    this.socket.on("disconnect", () => this.typing.clear());
+  }
+
+  /** The person is writing: tell the room, at most once per two seconds while they go on. */
+  notifyTyping(): void {
+    if (this.socket.connected && this.status.state === "live" && !this.status.fatal) this.typingNotice.poke();
+  }
+
   // --- sending ----------------------------------------------------------------------
 
   sendMessage(content: string): void {
+    // The others drop this person's name when the message arrives; new words are news.
+    this.typingNotice.reset();
     this.enqueue({
       clientId: newClientId(),
       kind: "text",
