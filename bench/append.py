@@ -208,14 +208,17 @@ async def backend(
 def rows_for(result: dict[str, Any]) -> list[Row]:
     name, best = result["backend"], result["best"]
     tom, ceiling, naive = (best[k]["events_per_s"] for k in ("tomchat", "ceiling", "naive"))
+    # Issue 19's targets: SQLite at 0.6x its ceiling, PostgreSQL (one more process and the
+    # network between) at 0.5x.
+    share = 0.6 if name == "SQLite" else 0.5
     return [
         Row(
             f"append {name}: events/s vs raw executemany x1000",
             tom,
             ceiling,
             "/s",
-            "≥ 0.5x",
-            tom >= 0.5 * ceiling,
+            f"≥ {share}x",
+            tom >= share * ceiling,
         ),
         Row(
             f"append {name}: events/s vs one transaction per event",
