@@ -1,7 +1,8 @@
 """Run every benchmark and print one table: ``python -m bench [NAME…] [--readme]``.
 
 Each benchmark runs as its own process (``python -m bench.<module>``), so one that crashes
-or overruns (limit: ``--timeout``, 170 s) costs only its own rows. Every benchmark writes
+or overruns (limit: ``--timeout``, 170 s, more for the few in ``TIMEOUTS``) costs only its
+own rows. Every benchmark writes
 ``bench/results/<name>.json`` (see :mod:`bench.common`); the table is built from those
 files, in the order below, and also written to ``bench/results/summary.md``. ``--readme``
 puts it in README.md's Performance section (between the ``bench:begin``/``bench:end``
@@ -23,11 +24,15 @@ from bench.common import BENCH_DIR, PROJECT_ROOT, RESULTS_DIR
 # (results name, module): the benchmarks, in the table's order. Modules not present are skipped.
 BENCHES = [
     ("relay", "bench.relay"),
+    ("scaleout", "bench.scaleout"),
+    ("capacity", "bench.capacity"),
     ("append", "bench.append"),
     ("catchup", "bench.catchup"),
     ("voice_latency", "bench.voice_latency"),
     ("export", "bench.export_bench"),
 ]
+# Benchmarks that need longer than ``--timeout``: a search over room counts, several servers.
+TIMEOUTS = {"capacity": 600.0, "scaleout": 300.0}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -132,7 +137,7 @@ def main() -> None:
             if args.names and name not in args.names:
                 continue
             print(f"running {module} …", file=sys.stderr, flush=True)
-            ok, seconds, tail = run(module, args.timeout)
+            ok, seconds, tail = run(module, max(args.timeout, TIMEOUTS.get(name, 0.0)))
             print(f"  {'done' if ok else 'FAILED'} in {seconds:.0f} s", file=sys.stderr)
             if not ok:
                 failed[name] = tail.splitlines()[-1] if tail else "no output"

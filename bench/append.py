@@ -9,7 +9,8 @@ transaction per event, same run, same schema, same durability settings.
   running only while the database works (SQLite: ``sqlite3``; PostgreSQL: ``asyncpg``).
 - naive: one SQLAlchemy transaction per event, one caller, tomchat's engine and settings.
 
-Each is run twice, alternating, and the better run counts. SQLite always; PostgreSQL when
+Each is run twice, alternating, and the better run counts. The process collects garbage as a
+tomchat server does (``tomchat.runtime.tune_gc``), for all three alike. SQLite always; PostgreSQL when
 127.0.0.1:5432 answers (``TOMCHAT_BENCH_PG_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``, is used to create a scratch database).
 ``python -m bench.append`` writes ``bench/results/append.json``.
@@ -34,6 +35,7 @@ import uvloop
 from bench.common import Row, reachable, write_result
 from tomchat.domain.codec import encode_data
 from tomchat.domain.events import ReplyChunk, RoomCreated, new_event_id
+from tomchat.runtime import tune_gc
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.migrate import upgrade_async
@@ -206,14 +208,17 @@ async def backend(
 def rows_for(result: dict[str, Any]) -> list[Row]:
     name, best = result["backend"], result["best"]
     tom, ceiling, naive = (best[k]["events_per_s"] for k in ("tomchat", "ceiling", "naive"))
+    # Issue 19's targets: SQLite at 0.6x its ceiling, PostgreSQL (one more process and the
+    # network between) at 0.5x.
+    share = 0.6 if name == "SQLite" else 0.5
     return [
         Row(
             f"append {name}: events/s vs raw executemany x1000",
             tom,
             ceiling,
             "/s",
-            "≥ 0.5x",
-            tom >= 0.5 * ceiling,
+            f"≥ {share}x",
+            tom >= share * ceiling,
         ),
         Row(
             f"append {name}: events/s vs one transaction per event",
@@ -270,6 +275,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     args = parser.parse_args()
     started = time.monotonic()
+    tune_gc()
     rows, details = uvloop.run(run(args))
     write_result("append", rows, details, started)
 

@@ -22,10 +22,15 @@ from tomchat.ai.protocols import ChatTurn
 
 
 class BareRelay:
-    def __init__(self, model: StampedDemoModel) -> None:
-        # The same server options as tomchat's (tomchat.app.create_socketio).
+    def __init__(
+        self, model: StampedDemoModel, redis_url: str | None = None, channel: str = "bare"
+    ) -> None:
+        # The same server options as tomchat's (tomchat.app.create_socketio), and the same
+        # Redis manager when scaled out.
+        manager = socketio.AsyncRedisManager(redis_url, channel=channel) if redis_url else None
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
+            client_manager=manager,
             cors_allowed_origins="*",
             max_http_buffer_size=8 * 1024 * 1024,
             ping_interval=10,
@@ -147,8 +152,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def create_app(delay_ms: int, chunks: int) -> Any:
-    relay = BareRelay(StampedDemoModel(delay_ms, chunks))
+def create_app(
+    delay_ms: int, chunks: int, redis_url: str | None = None, channel: str = "bare"
+) -> Any:
+    relay = BareRelay(StampedDemoModel(delay_ms, chunks), redis_url, channel)
     return socketio.ASGIApp(relay.sio, socketio_path="socket.io")
 
 
@@ -157,8 +164,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=int, default=20)
     parser.add_argument("--chunks", type=int, default=250)
+    parser.add_argument("--redis-url", help="scale out: AsyncRedisManager on this Redis")
+    parser.add_argument("--channel", default="bare", help="the Redis channel the processes share")
     args = parser.parse_args()
-    app = create_app(args.delay_ms, args.chunks)
+    app = create_app(args.delay_ms, args.chunks, args.redis_url, args.channel)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
 
 

@@ -1,6 +1,7 @@
 """tomchat as ``tomchat serve`` runs it, with the stamped demo character.
 
-``python -m bench.tomchat_server --port P --database-url URL --delay-ms 20 --chunks 250``:
+``python -m bench.tomchat_server --port P --database-url URL --delay-ms 20 --chunks 250
+[--redis-url URL --redis-prefix P]``:
 the same ``create_app`` and uvicorn as ``tomchat serve``; only the chat model is swapped for
 :class:`bench.stamped.StampedDemoModel`, whose chunks carry the moment they were produced.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import sys
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--delay-ms", type=int, default=20)
     parser.add_argument("--chunks", type=int, default=250)
+    parser.add_argument("--redis-url", help="scale out: the processes meet through this Redis")
+    parser.add_argument("--redis-prefix", default="tomchat")
     args = parser.parse_args()
 
     media = Path(tempfile.mkdtemp(prefix="tomchat-bench-media-"))
@@ -41,6 +45,8 @@ def main() -> None:
         port=args.port,
         media_dir=media,
         demo_delay_ms=args.delay_ms,
+        redis_url=args.redis_url,
+        redis_prefix=args.redis_prefix,
     )
     upgrade(settings.database_url)
     tracing = bool(os.environ.get("BENCH_TRACE"))
@@ -50,6 +56,9 @@ def main() -> None:
     model = StampedDemoModel(args.delay_ms, args.chunks)
     app.services.model = model
     app.services.conversation.model = model
+    # The replier (frozen) holds the model that streams replies: a copy with ours.
+    conversation = app.services.conversation
+    conversation.replier = dataclasses.replace(conversation.replier, model=model)
 
     def report() -> None:
         # For the benchmark's log: how well group commit batched.

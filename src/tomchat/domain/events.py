@@ -128,7 +128,17 @@ def new_event_id() -> uuid.UUID:
         | 0b10 << 62
         | rand & 0x3FFF_FFFF_FFFF_FFFF
     )
-    return uuid.UUID(int=value)
+    # ``UUID(int=…)`` checks its arguments in Python, twice the cost of making the id: a
+    # UUID is its ``int`` and ``is_safe`` slots, set here as ``__init__`` would set them.
+    made = _new_object(uuid.UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
 class NewEvent(msgspec.Struct, frozen=True):

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+import msgspec
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -37,12 +38,25 @@ INSERT_EVENTS = (
     "INSERT INTO events (position, room_id, version, event_id, type, data, recorded_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-UPDATE_HEAD = "UPDATE streams SET version = ?, updated_at = ? WHERE room_id = ?"
+# A batch's rooms go to SQLite as one JSON parameter read by ``json_each``: one statement
+# for all of them, where ``executemany`` of an UPDATE per room cost three times as much and
+# ``IN (?, ?, …)`` needed a statement per 500 rooms, each compiled anew.
+UPDATE_HEADS = (
+    "UPDATE streams SET version = h.value, updated_at = ? "
+    "FROM json_each(?) AS h WHERE streams.room_id = h.key"
+)
+SELECT_HEADS = (
+    "SELECT s.room_id, s.version FROM json_each(?) AS r JOIN streams s ON s.room_id = r.value"
+)
+SELECT_OWNERS = (
+    "SELECT l.room_id, l.owner FROM json_each(?) AS r JOIN reply_leases l ON l.room_id = r.value"
+)
 NEW_STREAM = (
     "INSERT INTO streams (room_id, version, created_at, updated_at) VALUES (?, 0, ?, ?) "
     "ON CONFLICT (room_id) DO NOTHING"
 )
 _IN_CHUNK = 500
+_encode_json = msgspec.json.encode
 
 
 def configure_sqlite_connection(dbapi_connection: Any) -> None:
@@ -174,9 +188,7 @@ class Batch:
 
     def heads(self, room_ids: Sequence[str], now: datetime) -> dict[str, int]:
         """The rooms' versions (new rooms start at 0). ``BEGIN IMMEDIATE`` is the lock."""
-        found: dict[str, int] = dict(
-            self._select_in("SELECT room_id, version FROM streams", room_ids)
-        )
+        found: dict[str, int] = dict(self.raw.execute(SELECT_HEADS, (_json(room_ids),)).fetchall())
         missing = [r for r in room_ids if r not in found]
         if missing:
             at = sqlite_time(now)
@@ -186,7 +198,7 @@ class Batch:
 
     def owners(self, room_ids: Sequence[str]) -> dict[str, str | None]:
         """Who holds each room's reply lease (rooms with no lease row are left out)."""
-        return dict(self._select_in("SELECT room_id, owner FROM reply_leases", room_ids))
+        return dict(self.raw.execute(SELECT_OWNERS, (_json(room_ids),)).fetchall())
 
     def next_position(self) -> int:
         top = self.raw.execute("SELECT max(position) FROM events").fetchone()[0]
@@ -198,7 +210,7 @@ class Batch:
 
     def set_heads(self, new_heads: dict[str, int], now: datetime) -> None:
         at = sqlite_time(now)
-        self.raw.executemany(UPDATE_HEAD, [(v, at, room) for room, v in new_heads.items()])
+        self.raw.execute(UPDATE_HEADS, (at, _json(new_heads)))
 
     def rows_by_id(self, ids: Sequence[UUID]) -> list[Any]:
         rows: list[Any] = []
@@ -207,13 +219,9 @@ class Batch:
             rows += self.conn.execute(query).all()
         return rows
 
-    def _select_in(self, query: str, room_ids: Sequence[str]) -> list[Any]:
-        rows: list[Any] = []
-        for start in range(0, len(room_ids), _IN_CHUNK):
-            part = tuple(room_ids[start : start + _IN_CHUNK])
-            marks = ",".join("?" * len(part))
-            rows += self.raw.execute(f"{query} WHERE room_id IN ({marks})", part).fetchall()
-        return rows
+
+def _json(value: Sequence[str] | dict[str, int]) -> str:
+    return _encode_json(value).decode()
 
 
 def _tune(engine: Engine) -> None:
