@@ -16,6 +16,8 @@ from tests.fakes.fish import MP3_FRAME_BYTES, Failure, FakeFish
 from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.protocols import SpeechError, TranscriberError
 from tomchat.ai.sentences import SentenceChunker
+from tomchat.domain.codec import decode_event, encode_data
+from tomchat.domain.events import ReplyAudio
 
 
 def speech(fish: FakeFish, **options: object) -> FishSpeech:
@@ -421,3 +423,14 @@ async def test_transcribe_failures(fake_fish: FakeFish, status: int, message: st
         await asr.transcribe(b"RIFF\0\0\0\0WAVE", "audio/wav")
     await asr.aclose()
     assert key not in str(caught.value)
+
+
+def test_reply_audio_from_before_errors_were_kept_decodes_without_one() -> None:
+    old = b'{"message_id":"r","audio_url":null,"format":"mp3","bytes":0,"duration_ms":null}'
+    assert decode_event("reply.audio", old) == ReplyAudio(
+        message_id="r", audio_url=None, format="mp3", bytes=0, error=None
+    )
+    cut = ReplyAudio(message_id="r", audio_url="/media/a.mp3", bytes=417, error="cut short")
+    data = encode_data(cut)
+    assert b'"error":"cut short"' in data
+    assert decode_event("reply.audio", data) == cut
