@@ -8,13 +8,13 @@ is timed inside a test; this prints figures and writes ``bench/results/voice_lat
 For each reply:
 
 * ``total``: first text piece received from the model -> first audio bytes on disk;
+* ``sentence``: first text piece -> the piece that completes the first sentence handed to
+  the speaker: the model's pace, not ours (the voice waits for whole sentences);
 * ``fish``: what the fake Fish server itself took, from receiving the text that completed
-  the first sentence (the flush) to sending its first audio, including its simulated
+  the first sentence (its flush) to sending its first audio, including its simulated
   synthesis delay (``--fish-delay-ms``);
-* ``sentence``: how long the fake server waited, after the first text, for that first
-  sentence to be complete: the model's pace, not ours;
-* ``tomchat = total - fish - sentence``: the pipeline's own share: getting text to Fish and
-  audio from Fish onto disk.
+* ``tomchat = total - sentence - fish``: the pipeline's own share once the first sentence
+  is complete: deciding it is one, getting it to Fish and the audio from Fish onto disk.
 
     .venv/bin/python -m bench.voice_latency --replies 30
 """
@@ -53,25 +53,35 @@ PIECES = [
     "about ",
     "boats.",
 ]
+# The text up to the end of the first sentence: once the model has sent it, the voice can go.
+FIRST_SENTENCE = "Hey ann, good to see you. "
 
 
 async def one_reply(
     model: OpenAIChatModel, voice: Voice, fish: FakeFish, index: int
 ) -> dict[str, float]:
     speaker = voice.start("bench", f"reply-{index}")
+    said = ""
+    sentence_at: float | None = None
     async for piece in model.stream_reply([ChatTurn("user", "ann: hi")]):
+        if not isinstance(piece, str):
+            continue  # how the reply ended: not text
+        said += piece
+        if sentence_at is None and len(said) >= len(FIRST_SENTENCE):
+            sentence_at = time.perf_counter()
         speaker.say(piece)
     speaker.finish()
     await speaker.wait()
     session = fish.sessions[index]
     assert speaker.first_text_at is not None
     assert speaker.first_audio_at is not None
-    assert session.first_text_at is not None
+    assert sentence_at is not None
     assert session.first_audio_at is not None
     assert session.first_audio_trigger_at is not None
+    assert session.spoken[0] == FIRST_SENTENCE, session.spoken
     total = speaker.first_audio_at - speaker.first_text_at
     fish_own = session.first_audio_at - session.first_audio_trigger_at
-    sentence = session.first_audio_trigger_at - session.first_text_at
+    sentence = sentence_at - speaker.first_text_at
     return {
         "total": total * 1000,
         "fish": fish_own * 1000,

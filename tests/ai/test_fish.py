@@ -9,11 +9,15 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from fishaudio import AsyncFishAudio
+from httpx_ws import WebSocketUpgradeError
 
-from tests.fakes.fish import MP3_FRAME_BYTES, FakeFish
+from tests.fakes.fish import MP3_FRAME_BYTES, Failure, FakeFish
 from tomchat.ai.fish import FishSpeech, FishTranscriber
 from tomchat.ai.protocols import SpeechError, TranscriberError
 from tomchat.ai.sentences import SentenceChunker
+from tomchat.domain.codec import decode_event, encode_data
+from tomchat.domain.events import ReplyAudio
 
 
 def speech(fish: FakeFish, **options: object) -> FishSpeech:
@@ -21,7 +25,7 @@ def speech(fish: FakeFish, **options: object) -> FishSpeech:
         api_key=options.pop("api_key", fish.api_key),  # type: ignore[arg-type]
         base_url=fish.url,
         voice="tom-voice-id",
-        model="s2-pro",
+        model=options.pop("model", "s2-pro"),  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
 
@@ -159,9 +163,68 @@ async def test_error_finish_ends_with_speech_error_after_partial_audio(
     audio, error = await speak_all(tts, ["One sentence here. "] * 4)
     await tts.aclose()
     assert error is not None
-    assert "ended with error" in str(error)
+    assert str(error) == (
+        "Fish Audio ended the live TTS session with an error: synthesis backend failed"
+    )
     assert audio == bytes(fake_fish.sessions[0].audio)
     assert audio  # the first audio message did arrive
+
+
+async def test_an_error_event_is_a_speech_error_with_what_fish_said(fake_fish: FakeFish) -> None:
+    fake_fish.failure = "error_event"
+    fake_fish.failure_message = "Concurrency limit exceeded"
+    tts = speech(fake_fish)
+    audio, error = await speak_all(tts, ["One sentence here. "] * 4)
+    await tts.aclose()
+    assert error is not None
+    assert str(error) == (
+        "Fish Audio live TTS error: Concurrency limit exceeded {'max_concurrency': 5}"
+    )
+    assert audio == bytes(fake_fish.sessions[0].audio)
+    assert audio
+
+
+async def test_fish_ending_the_session_before_the_text_keeps_the_audio(
+    fake_fish: FakeFish,
+) -> None:
+    fake_fish.failure = "end"
+    fake_fish.fail_after_messages = 1
+
+    async def slow() -> AsyncIterator[str]:
+        for _ in range(10):
+            yield "One sentence here. "
+            await asyncio.sleep(0.05)
+
+    tts = speech(fake_fish)
+    audio = bytearray()
+    error: SpeechError | None = None
+    try:
+        async for chunk in tts.speak(slow()):
+            audio += chunk
+    except SpeechError as caught:
+        error = caught
+    await tts.aclose()
+    assert str(error) == "Fish Audio ended the live TTS session before the reply's text did"
+    [session] = fake_fish.sessions
+    assert not session.stop_received
+    assert bytes(audio) == bytes(session.audio) != b""
+
+
+async def test_log_events_are_logged_and_the_audio_flows(
+    fake_fish: FakeFish, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tomchat.ai.fish")
+    fake_fish.logs = ["session 42 on worker b", "using voice tom-voice-id"]
+    tts = speech(fake_fish)
+    audio, error = await speak_all(tts, ["Hello there. ", "Bye."])
+    await tts.aclose()
+    assert error is None
+    assert audio == bytes(fake_fish.sessions[0].audio) != b""
+    said = [r.getMessage() for r in caplog.records if r.name == "tomchat.ai.fish"]
+    assert said == [
+        "Fish Audio says: session 42 on worker b",
+        "Fish Audio says: using voice tom-voice-id",
+    ]
 
 
 async def test_server_closing_mid_stream_is_a_speech_error(fake_fish: FakeFish) -> None:
@@ -199,10 +262,86 @@ async def test_wrong_key_is_a_speech_error_without_the_key(
     await tts.aclose()
     assert audio == b""
     assert error is not None
-    assert "refused the API key" in str(error)
+    assert str(error) == "Fish Audio refused the API key (HTTP 401): Invalid api key"
+    assert fake_fish.sessions == []
     assert secret not in str(error)
     assert secret not in caplog.text
     assert secret not in repr(tts)
+
+
+async def test_no_credit_is_said_plainly(fake_fish: FakeFish) -> None:
+    fake_fish.refusal = (402, {"message": "Insufficient balance", "status": 402})
+    tts = speech(fake_fish)
+    audio, error = await speak_all(tts, ["Hello."])
+    await tts.aclose()
+    assert audio == b""
+    assert str(error) == (
+        "Fish Audio says the account has no credit left: top up the API balance"
+        " (HTTP 402): Insufficient balance"
+    )
+
+
+async def test_the_model_header_is_required(fake_fish: FakeFish) -> None:
+    tts = speech(fake_fish, model="")
+    audio, error = await speak_all(tts, ["Hello."])
+    await tts.aclose()
+    assert audio == b""
+    assert str(error) == (
+        "Fish Audio refused the live TTS connection (HTTP 400): model header is required"
+    )
+    assert fake_fish.sessions == []
+
+
+# The fake as the SDK's own reader sees it: each path ends the way the real service's would.
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (None, None),
+        ("error", "WebSocket stream ended with error"),
+        ("close", "WebSocket disconnected unexpectedly"),
+        ("end", None),
+    ],
+)
+async def test_the_sdks_own_stream_against_the_fake(
+    fake_fish: FakeFish, failure: Failure | None, expected: str | None
+) -> None:
+    fake_fish.failure = failure
+    fake_fish.logs = ["a log line the SDK skips"]
+    client = AsyncFishAudio(api_key=fake_fish.api_key, base_url=fake_fish.url)
+
+    async def text() -> AsyncIterator[str]:
+        for _ in range(4):
+            yield "One sentence here. "
+            await asyncio.sleep(0.01)
+
+    audio = bytearray()
+    raised: BaseException | None = None
+    try:
+        async for chunk in client.tts.stream_websocket(text(), model="s2-pro"):
+            audio += chunk
+    except Exception as error:
+        raised = error
+    await client.close()
+    inner = raised
+    while isinstance(inner, BaseExceptionGroup):
+        inner = inner.exceptions[0]
+    assert (str(inner) if inner else None) == expected
+    assert bytes(audio) == bytes(fake_fish.sessions[0].audio) != b""
+
+
+async def test_the_sdk_sees_a_bad_key_as_http_401_json(fake_fish: FakeFish) -> None:
+    client = AsyncFishAudio(api_key="wrong-key", base_url=fake_fish.url)
+
+    async def text() -> AsyncIterator[str]:
+        yield "Hi."
+
+    with pytest.raises(WebSocketUpgradeError) as caught:
+        async for _ in client.tts.stream_websocket(text(), model="s2-pro"):
+            pass
+    response = caught.value.response
+    await client.close()
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
 
 
 async def test_failing_text_source_still_speaks_what_came(fake_fish: FakeFish) -> None:
@@ -249,13 +388,32 @@ async def test_transcribe_sends_the_audio_and_reads_the_answer(fake_fish: FakeFi
     assert result.duration_ms == 1830
     [call] = fake_fish.asr_calls
     assert call.payload["audio"] == audio
+    # We ask for no timestamps, and the answer comes without segments.
+    assert call.payload["ignore_timestamps"] is True
     assert call.headers["content-type"] == "application/msgpack"
     assert call.headers["authorization"] == f"Bearer {fake_fish.api_key}"
 
 
+async def test_the_fake_asr_gives_segments_only_when_asked(fake_fish: FakeFish) -> None:
+    client = AsyncFishAudio(api_key=fake_fish.api_key, base_url=fake_fish.url)
+    with_times = await client.asr.transcribe(audio=b"RIFF", include_timestamps=True)
+    without = await client.asr.transcribe(audio=b"RIFF", include_timestamps=False)
+    await client.close()
+    assert [(s.text, s.start, s.end) for s in with_times.segments] == [
+        ("Hello Tom, how are you?", 0.0, 1.83)
+    ]
+    assert without.segments == []
+    assert [c.payload["ignore_timestamps"] for c in fake_fish.asr_calls] == [False, True]
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
-    [(401, "refused the API key"), (429, "rate limiting"), (500, r"failed \(HTTP 500\)")],
+    [
+        (401, "refused the API key"),
+        (402, r"no credit left: top up the API balance \(HTTP 402\): Insufficient balance"),
+        (429, "rate limiting"),
+        (500, r"failed \(HTTP 500\): ASR failed"),
+    ],
 )
 async def test_transcribe_failures(fake_fish: FakeFish, status: int, message: str) -> None:
     key = fake_fish.api_key if status != 401 else "wrong-fish-key-123456"
@@ -265,3 +423,14 @@ async def test_transcribe_failures(fake_fish: FakeFish, status: int, message: st
         await asr.transcribe(b"RIFF\0\0\0\0WAVE", "audio/wav")
     await asr.aclose()
     assert key not in str(caught.value)
+
+
+def test_reply_audio_from_before_errors_were_kept_decodes_without_one() -> None:
+    old = b'{"message_id":"r","audio_url":null,"format":"mp3","bytes":0,"duration_ms":null}'
+    assert decode_event("reply.audio", old) == ReplyAudio(
+        message_id="r", audio_url=None, format="mp3", bytes=0, error=None
+    )
+    cut = ReplyAudio(message_id="r", audio_url="/media/a.mp3", bytes=417, error="cut short")
+    data = encode_data(cut)
+    assert b'"error":"cut short"' in data
+    assert decode_event("reply.audio", data) == cut

@@ -272,8 +272,47 @@ async def test_a_speech_failure_never_fails_the_text_and_keeps_the_audio_so_far(
     row = await server.services.reader.message(done["id"])
     assert row is not None
     assert row.audio_url == audio[-1].audio_url
-    assert "speech for reply" in caplog.text
-    assert "ended with error" in caplog.text
+    # What Fish said is in the log and in the event, and reaches the room.
+    said = "Fish Audio ended the live TTS session with an error: synthesis backend failed"
+    assert [a.error for a in audio] == [None, said]
+    assert f"speech for reply {done['id']} failed: {said}" in caplog.text
+    await ann.wait_for(lambda c: len(c.of("aiAudio")) == 2, 10)
+    first, last = ann.of("aiAudio")
+    assert "error" not in first
+    assert last["error"] == said
+    assert last["audioUrl"] == audio[-1].audio_url
+    await ann.sio.disconnect()
+
+
+async def test_a_voice_fish_refuses_is_marked_unavailable_with_the_reason(
+    server: RunningServer, llm: FakeLLM, fish: FakeFish, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tomchat")
+    fish.refusal = (402, {"message": "Insufficient balance", "status": 402})
+    llm.script(openai_stream(SENTENCES, delay=0.01))
+    ann = await listener(server, "r-402", "ann")
+    await ann.call("sendMessage", {"roomId": "r-402", "content": "Talk to me"})
+    done = await ann.completed()
+    assert done["status"] == "complete"
+    assert done["content"] == "".join(SENTENCES)
+    said = (
+        "Fish Audio says the account has no credit left: top up the API balance"
+        " (HTTP 402): Insufficient balance"
+    )
+    await ann.wait_for(lambda c: bool(c.of("aiAudio")), 10)
+    [payload] = ann.of("aiAudio")
+    assert payload == {
+        "messageId": done["id"],
+        "roomId": "r-402",
+        "audioUrl": None,
+        "error": said,
+        "version": payload["version"],
+    }
+    [event] = [e for e in await room_log(server, "r-402") if isinstance(e, ReplyAudio)]
+    assert (event.audio_url, event.bytes, event.error) == (None, 0, said)
+    assert media_files(server) == []
+    assert said in caplog.text
+    assert fish.sessions == []
     await ann.sio.disconnect()
 
 

@@ -59,6 +59,30 @@ def test_voice_plays_while_the_text_streams(people: PeopleFactory, output_dir: P
     expect(play).to_contain_text("Stop")
 
 
+def test_a_voice_fish_refuses_shows_as_unavailable(
+    people: PeopleFactory, fake_fish: FakeFish
+) -> None:
+    room = new_room_id("voice")
+    ann = people("ann")
+    ann.open_room(room)
+    fake_fish.refusal = (402, {"message": "Insufficient balance", "status": 402})
+    try:
+        ann.send("Say something, even if nobody can hear it")
+        reply_id = ann.wait_reply_started()
+        note = ann.message(reply_id).get_by_test_id("voice-unavailable")
+        expect(note).to_have_text("voice unavailable", timeout=20_000)
+        expect(note).to_have_attribute(
+            "title",
+            "Fish Audio says the account has no credit left: top up the API balance"
+            " (HTTP 402): Insufficient balance",
+        )
+        ann.wait_reply_finished(reply_id)
+    finally:
+        fake_fish.refusal = None
+    expect(ann.message(reply_id).get_by_test_id("play-audio")).to_have_count(0)
+    assert rest_message(ann.base_url, room, reply_id)["audioUrl"] is None
+
+
 def test_mute_keeps_tom_quiet(people: PeopleFactory) -> None:
     room = new_room_id("voice")
     ann = people("ann")

@@ -1,10 +1,16 @@
 """A Fish Audio server: live TTS over WebSocket and ASR over HTTP, as the real service speaks them.
 
-``GET /v1/tts/live`` upgrades to a WebSocket carrying binary msgpack frames. The client sends
-``start`` (with ``request``), ``text``, ``flush`` and ``stop``; the server answers ``audio``
-frames and then ``finish`` with reason ``stop`` (or ``error``), and closes only after the
-client's ``stop``. ``POST /v1/asr`` takes a msgpack body and answers JSON
-``{text, duration, segments}``.
+``GET /v1/tts/live`` upgrades to a WebSocket carrying binary msgpack frames, if the request
+has the ``model`` header and a good key: otherwise it is refused with an HTTP error and a JSON
+body, as the real service refuses it (401 for a bad key; ``refusal`` scripts others, such as
+402 when the account has no credit). The client sends ``start`` (with ``request``), ``text``,
+``flush`` and ``stop``; the server answers ``audio`` frames and then ``finish`` with reason
+``stop``, and closes only after the client's ``stop``. It may also send ``log`` events
+(``logs``), and fail as scripted (``failure``): ``finish`` with reason ``error`` and a
+``message``, an ``error`` event, a close with a code and reason, an early ``finish`` with
+reason ``stop`` (before the client's ``stop``), or silence.
+``POST /v1/asr`` takes a msgpack body and answers JSON ``{text, duration, segments}``; with
+``ignore_timestamps`` the segments are left out.
 
 The audio is real MP3: silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, mono), each
 carrying its serial number in the ancillary bytes a decoder ignores, so a test comparing the
@@ -50,7 +56,7 @@ def mp3_duration_ms(frames: int) -> float:
     return frames * MP3_FRAME_MS
 
 
-Failure = Literal["error", "close", "stall"]
+Failure = Literal["error", "error_event", "close", "end", "stall"]
 
 
 @dataclass
@@ -99,6 +105,13 @@ class FakeFish:
         # Scripted failure after this many audio messages of a session.
         self.failure: Failure | None = None
         self.fail_after_messages = 1
+        # What the failure says: the error ``finish``'s message, the ``error`` event's text
+        # or the close reason.
+        self.failure_message = "synthesis backend failed"
+        # Sent as ``log`` events once a session has started.
+        self.logs: list[str] = []
+        # Refuse every live TTS upgrade with this HTTP status and JSON body.
+        self.refusal: tuple[int, dict[str, Any]] | None = None
         self.sessions: list[TtsSession] = []
         self.asr_calls: list[AsrCall] = []
         self.asr_status = 200
@@ -190,15 +203,25 @@ class FakeFish:
         payload = ormsgpack.unpackb(bytes(body))
         self.asr_calls.append(AsrCall(headers, payload))
         if self.asr_status != 200:
-            await _json(send, self.asr_status, {"message": "ASR failed", "status": self.asr_status})
+            message = "Insufficient balance" if self.asr_status == 402 else "ASR failed"
+            await _json(send, self.asr_status, {"message": message, "status": self.asr_status})
             return
-        await _json(send, 200, self.asr_answer)
+        answer = dict(self.asr_answer)
+        if payload.get("ignore_timestamps"):
+            answer["segments"] = []
+        await _json(send, 200, answer)
 
     async def _tts(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
         first = await receive()
         assert first["type"] == "websocket.connect"
         if not self._authorized(headers):
-            await send({"type": "websocket.close", "code": 1008})
+            await _refuse(send, 401, {"message": "Invalid api key", "status": 401})
+            return
+        if not headers.get("model"):
+            await _refuse(send, 400, {"message": "model header is required", "status": 400})
+            return
+        if self.refusal is not None:
+            await _refuse(send, *self.refusal)
             return
         await send({"type": "websocket.accept"})
         session = TtsSession(headers=headers)
@@ -224,6 +247,8 @@ class FakeFish:
                 if event == "start":
                     session.request = data["request"]
                     chunk_length = int(data["request"].get("chunk_length") or 200)
+                    for line in self.logs:
+                        await _ws_send(send, {"event": "log", "message": line})
                 elif event == "text":
                     if session.first_text_at is None:
                         session.first_text_at = now
@@ -285,18 +310,43 @@ class FakeFish:
     async def _fail(self, session: TtsSession, send: Send) -> None:
         if self.failure == "error":
             session.finish_sent = "error"
-            await _ws_send(send, {"event": "finish", "reason": "error"})
-            await send({"type": "websocket.close", "code": 1011})
-        elif self.failure == "close":
-            await send(
-                {"type": "websocket.close", "code": 1011, "reason": "synthesis backend failed"}
+            await _ws_send(
+                send, {"event": "finish", "reason": "error", "message": self.failure_message}
             )
+            await send({"type": "websocket.close", "code": 1011})
+        elif self.failure == "error_event":
+            await _ws_send(
+                send, {"event": "error", "error": self.failure_message, "max_concurrency": 5}
+            )
+            await send({"type": "websocket.close", "code": 1008})
+        elif self.failure == "close":
+            await send({"type": "websocket.close", "code": 1011, "reason": self.failure_message})
+        elif self.failure == "end":
+            session.finish_sent = "stop"
+            await _ws_send(send, {"event": "finish", "reason": "stop"})
+            await send({"type": "websocket.close", "code": 1000})
         else:  # stall: keep the socket open and never speak again
             await asyncio.Event().wait()
 
 
 async def _ws_send(send: Send, payload: dict[str, Any]) -> None:
     await send({"type": "websocket.send", "bytes": ormsgpack.packb(payload)})
+
+
+async def _refuse(send: Send, status: int, payload: Any) -> None:
+    """Answer a WebSocket upgrade with an HTTP error (ASGI's WebSocket Denial Response)."""
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _json(send: Send, status: int, payload: Any) -> None:

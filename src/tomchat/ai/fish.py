@@ -1,18 +1,25 @@
 """Fish Audio: live text-to-speech over its WebSocket, and speech recognition.
 
 Both go through the official ``fishaudio`` client (``fish-audio-sdk``), so what runs against
-the real service is exactly what the tests run against the fake one.
+the real service is exactly what the tests run against the fake one. For the live session we
+use the client's lower-level parts (its authenticated HTTP client, the ``httpx_ws`` connection
+it opens, its event types) and read the server's events ourselves: the client's own reader
+drops what Fish says when it fails (the ``finish`` message, ``error`` and ``log`` events), and
+an operator needs exactly that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import ormsgpack
 from fishaudio import AsyncFishAudio, WebSocketOptions
+from fishaudio.core import AsyncClientWrapper
 from fishaudio.exceptions import (
     APIError,
     AuthenticationError,
@@ -22,7 +29,8 @@ from fishaudio.exceptions import (
 from fishaudio.exceptions import (
     PermissionError as FishPermissionError,
 )
-from fishaudio.types import FlushEvent, TextEvent, TTSConfig
+from fishaudio.types import CloseEvent, FlushEvent, StartEvent, TextEvent, TTSRequest
+from httpx_ws import aconnect_ws
 
 from tomchat.ai.protocols import SpeechError, TranscriberError, Transcription
 from tomchat.ai.redaction import redact
@@ -89,14 +97,19 @@ class FishSpeech:
         # Once the text has ended, the longest wait for Fish's next frame before giving up.
         self.idle_timeout = idle_timeout
         self._api_key = api_key
-        self._client = AsyncFishAudio(api_key=api_key, base_url=base_url, timeout=timeout)
+        http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            event_hooks={"response": [_keep_refusal_body]},
+        )
+        self._http = AsyncClientWrapper(api_key=api_key, base_url=base_url, httpx_client=http)
         self._ws_options = WebSocketOptions(max_message_size_bytes=4 * 1024 * 1024)
 
     def __repr__(self) -> str:
         return f"FishSpeech(voice={self.voice!r}, model={self.model!r})"
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.close()
 
     async def speak(
         self, text: AsyncIterable[str], voice: str | None = None
@@ -116,15 +129,7 @@ class FishSpeech:
                 arm()
 
         feed = _TextFeed(text, on_text_end)
-        stream = self._client.tts.stream_websocket(
-            feed.events(),
-            reference_id=voice or self.voice,
-            format=self.format,
-            latency=self.latency,
-            config=TTSConfig(format=self.format),
-            model=self.model,
-            ws_options=self._ws_options,
-        )
+        stream = self._live(feed.events(), voice or self.voice)
         try:
             async with deadline:
                 while True:
@@ -154,20 +159,81 @@ class FishSpeech:
             feed.abandon()
             await _close_quietly(stream)
 
+    async def _live(
+        self, events: AsyncIterator[TextEvent | FlushEvent], voice: str | None
+    ) -> AsyncGenerator[bytes, None]:
+        """One live session, as the client's ``stream_websocket`` runs it (the same headers,
+        connection and events), but every server event read: ``audio`` yielded, ``log``
+        logged, ``error`` and an error ``finish`` raised with what Fish said."""
+        request = TTSRequest(text="", reference_id=voice, format=self.format, latency=self.latency)
+        async with aconnect_ws(
+            "/v1/tts/live",
+            client=self._http.client,
+            headers=self._http.get_headers({"model": self.model}),
+            **self._ws_options.to_httpx_ws_kwargs(),
+        ) as ws:
+            stopping = False
+
+            async def send() -> None:
+                nonlocal stopping
+                await ws.send_bytes(ormsgpack.packb(StartEvent(request=request).model_dump()))
+                async for event in events:
+                    await ws.send_bytes(ormsgpack.packb(event.model_dump()))
+                stopping = True
+                await ws.send_bytes(ormsgpack.packb(CloseEvent().model_dump()))
+
+            sender = asyncio.create_task(send(), name="fish-tts-text")
+            try:
+                while True:
+                    data = ormsgpack.unpackb(await ws.receive_bytes())
+                    kind = data.get("event") if isinstance(data, dict) else None
+                    if kind == "audio":
+                        audio = data.get("audio")
+                        if isinstance(audio, bytes) and audio:
+                            yield audio
+                    elif kind == "finish":
+                        if data.get("reason") != "error":
+                            if stopping:
+                                return
+                            # Fish ended the session before the text did: what it said is
+                            # kept (the caller has it), the rest of the reply goes unsaid.
+                            raise SpeechError(
+                                "Fish Audio ended the live TTS session before the reply's text did"
+                            )
+                        raise SpeechError(
+                            "Fish Audio ended the live TTS session with an error"
+                            + _detail(_text(data.get("message")))
+                        )
+                    elif kind == "error":
+                        raise SpeechError(f"Fish Audio live TTS error{_detail(_event_text(data))}")
+                    elif kind == "log":
+                        log.info("Fish Audio says: %s", _text(data.get("message"))[:300])
+            finally:
+                # Fish has ended (or we stopped listening): nothing more goes to it.
+                sender.cancel()
+                await asyncio.wait([sender])
+                if not sender.cancelled() and (failed := sender.exception()) is not None:
+                    log.debug("sending text to Fish stopped: %r", failed)
+
     def _describe(self, error: BaseException) -> str:
         inner = _unwrap(error)
-        if isinstance(inner, AuthenticationError | FishPermissionError):
+        if isinstance(inner, SpeechError):
+            message = str(inner)
+        elif isinstance(inner, AuthenticationError | FishPermissionError):
             message = f"Fish Audio refused the API key (HTTP {inner.status})"
         elif isinstance(inner, APIError):
             message = f"Fish Audio TTS failed (HTTP {inner.status}){_detail(inner.body)}"
         elif type(inner).__name__ == "WebSocketUpgradeError":
             response = getattr(inner, "response", None)
             status = getattr(response, "status_code", None)
-            body = _response_text(response)
+            body = _body_message(_response_text(response))
             if status in (401, 403):
                 message = f"Fish Audio refused the API key (HTTP {status}){_detail(body)}"
             elif status == 402:
-                message = f"Fish Audio says the account is out of credit (HTTP 402){_detail(body)}"
+                message = (
+                    "Fish Audio says the account has no credit left: top up the API balance"
+                    f" (HTTP 402){_detail(body)}"
+                )
             else:
                 message = (
                     f"Fish Audio refused the live TTS connection (HTTP {status}){_detail(body)}"
@@ -210,8 +276,14 @@ class FishTranscriber:
                 "Fish Audio is rate limiting speech recognition (HTTP 429)"
             ) from None
         except APIError as error:
+            detail = redact(_detail(error.message), [self._api_key])
+            if error.status == 402:
+                raise TranscriberError(
+                    "Fish Audio says the account has no credit left: top up the API balance"
+                    f" (HTTP 402){detail}"
+                ) from None
             raise TranscriberError(
-                f"Fish Audio speech recognition failed (HTTP {error.status})"
+                f"Fish Audio speech recognition failed (HTTP {error.status}){detail}"
             ) from None
         except httpx.TimeoutException:
             raise TranscriberError("Fish Audio speech recognition timed out") from None
@@ -240,9 +312,42 @@ async def _close_quietly(stream: AsyncGenerator[bytes, None]) -> None:
         log.debug("closing the Fish stream: %r", error)
 
 
+async def _keep_refusal_body(response: httpx.Response) -> None:
+    """Read the body of a refused WebSocket upgrade while it can still be read: ``httpx_ws``
+    raises with the response, but closes it unread, and Fish's reason is in that body."""
+    if response.request.headers.get("upgrade", "").lower() == "websocket" and (
+        response.status_code != 101
+    ):
+        await response.aread()
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "" if value is None else repr(value)
+
+
+def _event_text(data: dict[str, Any]) -> str:
+    """An ``error`` event in words: its message, then any other fields it carries."""
+    words = _text(data.get("error") or data.get("message"))
+    extra = {k: v for k, v in data.items() if k not in ("event", "error", "message")}
+    return f"{words} {extra}" if extra else words
+
+
 def _detail(text: str | None) -> str:
     text = (text or "").strip()
     return f": {text[:300]}" if text else ""
+
+
+def _body_message(body: str | None) -> str | None:
+    """The ``message`` (or ``detail``) of a JSON error body; the body itself otherwise."""
+    try:
+        data = json.loads(body or "")
+    except ValueError:
+        return body
+    if isinstance(data, dict):
+        found = data.get("message") or data.get("detail")
+        if isinstance(found, str) and found:
+            return found
+    return body
 
 
 def _response_text(response: object) -> str | None:

@@ -7,7 +7,8 @@ store as it arrives; once the first bytes are on disk it appends a ``reply.audio
 speech ends, a second ``reply.audio`` records the final size and duration.
 
 Speech never decides the fate of the text: a failure is logged and the audio marked missing
-(``reply.audio`` with no URL), while the reply itself completes as it would have anyway.
+(``reply.audio`` with no URL) or cut short (the audio so far kept), with the provider's words
+in the event's ``error``, while the reply itself completes as it would have anyway.
 """
 
 from __future__ import annotations
@@ -122,13 +123,13 @@ class ReplySpeaker:
             log.warning("speech for reply %s failed: %s", self.message_id, error)
             if self._writer is not None and self._writer.bytes_written:
                 # Fish ended the session early: what it had said is still the reply's audio.
-                await self._finalise(fmt)
+                await self._finalise(fmt, str(error))
             else:
-                await self._missing(fmt)
+                await self._missing(fmt, str(error))
             return
-        except Exception:
+        except Exception as error:
             log.exception("speech for reply %s crashed", self.message_id)
-            await self._missing(fmt)
+            await self._missing(fmt, f"speech failed ({type(error).__name__})")
             return
         await self._finalise(fmt)
 
@@ -150,7 +151,7 @@ class ReplySpeaker:
         else:
             self._writer.write(data)
 
-    async def _finalise(self, fmt: str) -> None:
+    async def _finalise(self, fmt: str, error: str | None = None) -> None:
         writer = self._writer
         if writer is None or writer.closed:
             return  # nothing was ever said: no audio, and nothing to announce
@@ -163,14 +164,15 @@ class ReplySpeaker:
                 format=fmt,
                 bytes=writer.bytes_written,
                 duration_ms=audio_duration_ms(data, fmt),
+                error=error,
             )
         )
 
-    async def _missing(self, fmt: str) -> None:
+    async def _missing(self, fmt: str, error: str) -> None:
         if self._writer is not None:
             self._writer.discard()
         await self._event(
-            ReplyAudio(message_id=self.message_id, audio_url=None, format=fmt, bytes=0)
+            ReplyAudio(message_id=self.message_id, audio_url=None, format=fmt, bytes=0, error=error)
         )
 
     async def _event(self, event: ReplyAudio) -> None:

@@ -53,6 +53,9 @@ class ReplyAudio(_Event, frozen=True, tag="reply.audio"):
     format: str = "mp3"
     bytes: int = 0
     duration_ms: int | None = None
+    # Why the voice is missing or cut short (the provider's words); events from before it was
+    # kept decode with None.
+    error: str | None = None
 
 
 class TokenUsage(msgspec.Struct, frozen=True):

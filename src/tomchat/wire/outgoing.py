@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never, cast
 
+from msgspec import UNSET
+
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
     MemorySummarized,
@@ -126,6 +128,7 @@ def live_event(
                 message_id=event.message_id,
                 room_id=room,
                 audio_url=event.audio_url,
+                error=UNSET if event.error is None else event.error,
                 version=v,
             )
         case ReplyCompleted():

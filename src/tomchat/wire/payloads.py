@@ -116,6 +116,13 @@ class AiAudio(Payload, frozen=True, kw_only=True):
     message_id: str
     room_id: str
     audio_url: str | None
+    error: Annotated[
+        str | UnsetType,
+        doc(
+            "Why the voice is missing (`audioUrl` null) or was cut short; present only when"
+            " speech failed"
+        ),
+    ] = UNSET
     version: RoomVersion
 
 

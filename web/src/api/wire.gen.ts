@@ -100,6 +100,10 @@ export interface AiAudio {
   roomId: string;
   audioUrl: string | null;
   /**
+   * Why the voice is missing (`audioUrl` null) or was cut short; present only when speech failed
+   */
+  error?: string;
+  /**
    * The room version of the event this payload shows
    */
   version: number;

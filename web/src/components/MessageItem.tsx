@@ -63,6 +63,11 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
           />
         </div>
         {message.error && message.status === "failed" && <p className="error small">{message.error}</p>}
+        {message.voiceError && (
+          <p className="muted small" data-testid="voice-unavailable" title={message.voiceError}>
+            {message.audioUrl ? "voice cut short" : "voice unavailable"}
+          </p>
+        )}
         {message.audioUrl && (
           <button
             type="button"

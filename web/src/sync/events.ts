@@ -25,6 +25,8 @@ export interface ChatMessage {
   firstVersion: number;
   source: "text" | "voice";
   error: string | null;
+  /** Why the reply's voice is missing or was cut short (from its `reply.audio`). */
+  voiceError?: string | null;
   /** The sender's idempotency key, so the sender can match its outbox entry. */
   clientId?: string | null;
 }
@@ -33,7 +35,7 @@ export type RoomEvent =
   | { version: number; kind: "posted"; message: ChatMessage }
   | { version: number; kind: "started"; id: string; username: string; timestamp: string }
   | { version: number; kind: "chunk"; id: string; index: number; text: string }
-  | { version: number; kind: "audio"; id: string; audioUrl: string | null }
+  | { version: number; kind: "audio"; id: string; audioUrl: string | null; error?: string | null }
   | {
       version: number;
       kind: "completed";
@@ -106,7 +108,13 @@ export function fromLive(name: LiveEventName, payload: unknown): RoomEvent | nul
     }
     case "aiAudio": {
       const a = p as unknown as AiAudioPayload;
-      return { version, kind: "audio", id: a.messageId, audioUrl: a.audioUrl ?? null };
+      return {
+        version,
+        kind: "audio",
+        id: a.messageId,
+        audioUrl: a.audioUrl ?? null,
+        error: a.error ?? null,
+      };
     }
     case "aiComplete": {
       const m = p as unknown as WireMessage;
@@ -168,7 +176,13 @@ export function fromRaw(raw: RawEvent): RoomEvent {
         text: str(d.text),
       };
     case "reply.audio":
-      return { version, kind: "audio", id: str(d.message_id), audioUrl: strOrNull(d.audio_url) };
+      return {
+        version,
+        kind: "audio",
+        id: str(d.message_id),
+        audioUrl: strOrNull(d.audio_url),
+        error: strOrNull(d.error),
+      };
     case "reply.completed":
       return {
         version,

@@ -315,6 +315,32 @@ describe("catching up after a drop", () => {
 });
 
 describe("voice", () => {
+  it("keeps why a reply's voice is unavailable, live or from the log", () => {
+    const { sync } = setup();
+    const heard = vi.fn();
+    sync.onAudio(heard);
+    sync.beginJoin();
+    sync.applyAck(snapshot(1));
+    sync.receive(started(2, "r"));
+    const refused = "Fish Audio says the account has no credit left: top up the API balance (HTTP 402)";
+    sync.receive(fromLive("aiAudio", { messageId: "r", audioUrl: null, error: refused, version: 3 })!);
+    expect(heard).not.toHaveBeenCalled();
+    expect(sync.getView().messages[0]).toMatchObject({ audioUrl: null, voiceError: refused });
+
+    expect(
+      fromRaw({
+        version: 9,
+        type: "reply.audio",
+        recordedAt: T,
+        data: { message_id: "s", audio_url: "/media/s.mp3", error: "cut", format: "mp3", bytes: 9 },
+      }),
+    ).toEqual({ version: 9, kind: "audio", id: "s", audioUrl: "/media/s.mp3", error: "cut" });
+    // An event from before the field existed has none.
+    expect(
+      fromRaw({ version: 9, type: "reply.audio", recordedAt: T, data: { message_id: "s", audio_url: null } }),
+    ).toMatchObject({ error: null });
+  });
+
   it("announces audio that arrives while the reply is being written", () => {
     const { sync } = setup();
     const heard = vi.fn();

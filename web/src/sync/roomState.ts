@@ -342,7 +342,11 @@ export function applyEvent(view: RoomView, event: RoomEvent): RoomView {
     case "chunk":
       return update((m) => (m.status === "streaming" ? { ...m, content: m.content + event.text } : m));
     case "audio":
-      return update((m) => ({ ...m, audioUrl: event.audioUrl ?? m.audioUrl }));
+      return update((m) => ({
+        ...m,
+        audioUrl: event.audioUrl ?? m.audioUrl,
+        voiceError: event.error ?? m.voiceError ?? null,
+      }));
     case "completed":
       return update((m) => ({
         ...m,
