@@ -83,6 +83,8 @@ def test_schema_names_every_event_and_ack() -> None:
         "aiAudio",
         "aiComplete",
         "presence",
+        "roomChanged",
+        "kicked",
     }
     assert set(defs["Acks"]["properties"]) == {
         "joinRoom",
@@ -91,6 +93,9 @@ def test_schema_names_every_event_and_ack() -> None:
         "sendVoiceMessage",
         "stopGeneration",
         "leaveRoom",
+        "kickMember",
+        "lockRoom",
+        "renameRoom",
     }
     # What the server always sends is required; what it leaves out when unset is not.
     message = defs["Message"]
@@ -105,7 +110,12 @@ def test_schema_names_every_event_and_ack() -> None:
         "status",
         "version",
     ]
-    assert set(message["properties"]) - set(message["required"]) == {"source", "clientId", "error"}
+    assert set(message["properties"]) - set(message["required"]) == {
+        "source",
+        "clientId",
+        "error",
+        "stoppedBy",
+    }
     assert message["properties"]["status"]["enum"] == [
         "complete",
         "failed",
@@ -228,6 +238,18 @@ async def test_every_payload_a_server_sends_round_trips(
         assert caught["events"][0]["version"] == 2
         reset = await ann.call("resync", {"roomId": room, "since": MAX_VERSION})
         assert reset["reset"] is True
+        # The host's acts: a rename and a lock reach the room (roomChanged), a kick the
+        # kicked member's socket (kicked). Ann made the room by joining it: she hosts it.
+        bob = Recorder()
+        await bob.sio.connect(server.url, transports=["websocket"], wait_timeout=10)
+        assert (await bob.call("joinRoom", {"roomId": room, "username": "bob"}))["ok"]
+        assert await ann.call("renameRoom", {"roomId": room, "name": "Renamed"}) == {"ok": True}
+        assert await ann.call("lockRoom", {"roomId": room, "locked": True}) == {"ok": True}
+        assert await ann.call("kickMember", {"roomId": room, "username": "bob"}) == {"ok": True}
+        await ann.wait_for(lambda: len(ann.of("roomChanged")) == 2)
+        await bob.wait_for(lambda: bool(bob.of("kicked")))
+        ann.events += [("kicked", p) for p in bob.of("kicked")]
+        await bob.sio.disconnect()
         # Refusals: a reply that does not exist, an unknown event, and too many resyncs.
         missing = await ann.call("stopGeneration", {"roomId": room, "messageId": "nope"})
         assert missing["error"]["code"] == "not_found"

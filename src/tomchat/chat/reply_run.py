@@ -137,6 +137,7 @@ class ReplyRun:
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self._producer: asyncio.Task[Outcome] | None = None
         self._stop_requested = False
+        self.stopped_by: str | None = None  # the username that asked to stop, if known
         self.lease_lost = False  # another process took the room: write nothing more
 
     async def start(self, pending: Sequence[MessageRow]) -> None:
@@ -152,8 +153,10 @@ class ReplyRun:
             ],
         )
 
-    def stop(self) -> None:
+    def stop(self, by: str | None = None) -> None:
         """Someone asked to stop: the text so far is kept, status ``stopped``."""
+        if not self._stop_requested:
+            self.stopped_by = by
         self._stop_requested = True
         self.interrupt()
 
@@ -276,6 +279,7 @@ class ReplyRun:
                                 error=outcome.error,
                                 finish_reason=outcome.finish_reason,
                                 usage=outcome.usage,
+                                stopped_by=self.stopped_by if outcome.status == "stopped" else None,
                             )
                         ],
                     )

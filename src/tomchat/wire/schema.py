@@ -24,15 +24,18 @@ from tomchat.wire.payloads import (
     ErrorAck,
     ErrorBody,
     EventPage,
+    Kicked,
     Message,
     MessagePage,
     OkAck,
     Presence,
     RawEvent,
+    RoomChanged,
     SendAck,
     SnapshotAck,
     Streaming,
     VoiceAck,
+    You,
 )
 
 #: The Socket.IO events the server emits, and their payloads.
@@ -43,6 +46,8 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "aiAudio": AiAudio,
     "aiComplete": Message,
     "presence": Presence,
+    "roomChanged": RoomChanged,
+    "kicked": Kicked,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -53,6 +58,9 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "sendVoiceMessage": (VoiceAck,),
     "stopGeneration": (OkAck,),
     "leaveRoom": (OkAck,),
+    "kickMember": (OkAck,),
+    "lockRoom": (OkAck,),
+    "renameRoom": (OkAck,),
 }
 
 #: REST responses built from the same items.
@@ -71,6 +79,7 @@ def _types() -> list[type[msgspec.Struct]]:
         Streaming,
         RawEvent,
         ErrorBody,
+        You,
         *PAGES,
     ]
     return list(dict.fromkeys(listed))
