@@ -1,7 +1,7 @@
 import { memo, useDeferredValue } from "react";
 import type { PlayerState } from "../audio/player";
 import type { OutgoingMessage } from "../live/connection";
-import { personColour } from "../lib/identity";
+import { personStyle } from "../lib/identity";
 import { clockTime, fullTime } from "../lib/time";
 import { Markdown } from "../markdown/Markdown";
 import type { ChatMessage } from "../sync/events";
@@ -45,7 +45,10 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
       data-ai={message.isAI ? "true" : "false"}
     >
       <div className="meta">
-        <bdi className="author" style={message.isAI ? undefined : { color: personColour(message.username) }}>
+        <bdi
+          className={message.isAI ? "author" : "author person"}
+          style={message.isAI ? undefined : personStyle(message.username)}
+        >
           {message.username || (message.isAI ? "Tom" : "?")}
         </bdi>
         {message.source === "voice" && <span className="tag">voice</span>}

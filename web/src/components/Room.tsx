@@ -14,7 +14,7 @@ import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { ExportMenu } from "./ExportMenu";
 import { HoldNotice, HostControls } from "./HostControls";
-import { personColour, rememberRoom } from "../lib/identity";
+import { personStyle, rememberRoom } from "../lib/identity";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
 import { ThemeToggle } from "./ThemeToggle";
@@ -307,7 +307,9 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
                 data-host={status.hosts.includes(name) || undefined}
                 className={name === username ? "me" : ""}
               >
-                <bdi style={{ color: personColour(name) }}>{name}</bdi>
+                <bdi className="person" style={personStyle(name)}>
+                  {name}
+                </bdi>
                 {name === username && <span className="muted"> (you)</span>}
                 {status.hosts.includes(name) && (
                   <span className="tag" data-testid="host-mark" title="Runs this room">

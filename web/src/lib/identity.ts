@@ -1,3 +1,5 @@
+import type { CSSProperties } from "react";
+
 /**
  * Who this browser is: the member key that holds its names in rooms (made once, kept in
  * localStorage), the rooms it created or joined ("My rooms", with the tokens that open
@@ -83,11 +85,17 @@ export function forgetRoom(id: string): void {
   write(ROOMS_STORE, JSON.stringify(myRooms().filter((r) => r.id !== id)));
 }
 
-/** A colour of its own for each name, the same in every browser. */
-export function personColour(name: string): string {
+/** A colour of its own for each name, the same in every browser: a hue, set as
+ * `--person-hue` on an element of class `person` (styles.css picks a lightness that reads
+ * well on the light and the dark theme). */
+export function personHue(name: string): number {
   let h = 0;
   for (const ch of name.normalize("NFKC").toLowerCase()) h = (h * 31 + ch.codePointAt(0)!) >>> 0;
-  return `hsl(${h % 360} 62% 42%)`;
+  return h % 360;
+}
+
+export function personStyle(name: string): CSSProperties {
+  return { "--person-hue": String(personHue(name)) } as CSSProperties;
 }
 
 // --- the outbox, kept across reloads --------------------------------------------------
