@@ -48,3 +48,34 @@ async def test_js_client_joining_mid_reply_ends_with_the_reply(
     assert seen["b"]["text"] == reply.content
     applied = seen["b"]["applied"]
     assert applied == list(range(seen["joinVersion"], seen["b"]["version"] + 1))
+
+
+async def test_js_client_is_told_a_name_is_taken(server: RunningServer, js_client: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(js_client.with_name("name_taken.mjs")),
+        server.url,
+        "names",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["first"]["ok"] is True
+    assert seen["first"]["you"] == {"username": "Alice", "role": "host"}
+    assert "memberKey" not in seen["first"]  # the client brought its own
+    for refused in (seen["taken"], seen["keyless"]):
+        assert refused == {
+            "ok": False,
+            "error": {
+                "code": "forbidden",
+                "message": refused["error"]["message"],
+            },
+        }
+        assert "is taken in this room" in refused["error"]["message"]
+    assert seen["made"]["ok"] is True and len(seen["made"]["memberKey"]) >= 16
+    assert seen["back"]["ok"] is True and seen["back"]["you"] == {
+        "username": "bob",
+        "role": "member",
+    }

@@ -78,6 +78,8 @@ async def test_a_database_of_the_previous_release_is_served(old_server: RunningS
             "error": None,
             "finish_reason": None,
             "usage": None,
+            # Who stopped it was not kept before: unknown.
+            "stopped_by": None,
         }
         # The new release goes on writing the old room.
         ann = await listener(old_server, "old-room", "ann")

@@ -84,6 +84,8 @@ def test_schema_names_every_event_and_ack() -> None:
         "aiComplete",
         "presence",
         "typing",
+        "roomChanged",
+        "kicked",
     }
     assert set(defs["Acks"]["properties"]) == {
         "joinRoom",
@@ -93,6 +95,9 @@ def test_schema_names_every_event_and_ack() -> None:
         "stopGeneration",
         "leaveRoom",
         "typing",
+        "kickMember",
+        "lockRoom",
+        "renameRoom",
     }
     assert defs["Typing"]["required"] == ["roomId", "username"]
     # What the server always sends is required; what it leaves out when unset is not.
@@ -108,7 +113,12 @@ def test_schema_names_every_event_and_ack() -> None:
         "status",
         "version",
     ]
-    assert set(message["properties"]) - set(message["required"]) == {"source", "clientId", "error"}
+    assert set(message["properties"]) - set(message["required"]) == {
+        "source",
+        "clientId",
+        "error",
+        "stoppedBy",
+    }
     assert message["properties"]["status"]["enum"] == [
         "complete",
         "failed",
@@ -243,6 +253,18 @@ async def test_every_payload_a_server_sends_round_trips(
         assert caught["events"][0]["version"] == 2
         reset = await ann.call("resync", {"roomId": room, "since": MAX_VERSION})
         assert reset["reset"] is True
+        # The host's acts: a rename and a lock reach the room (roomChanged), a kick the
+        # kicked member's socket (kicked). Ann made the room by joining it: she hosts it.
+        dan = Recorder()
+        await dan.sio.connect(server.url, transports=["websocket"], wait_timeout=10)
+        assert (await dan.call("joinRoom", {"roomId": room, "username": "dan"}))["ok"]
+        assert await ann.call("renameRoom", {"roomId": room, "name": "Renamed"}) == {"ok": True}
+        assert await ann.call("lockRoom", {"roomId": room, "locked": True}) == {"ok": True}
+        assert await ann.call("kickMember", {"roomId": room, "username": "dan"}) == {"ok": True}
+        await ann.wait_for(lambda: len(ann.of("roomChanged")) == 2)
+        await dan.wait_for(lambda: bool(dan.of("kicked")))
+        ann.events += [("kicked", p) for p in dan.of("kicked")]
+        await dan.sio.disconnect()
         # Refusals: a reply that does not exist, an unknown event, and too many resyncs.
         missing = await ann.call("stopGeneration", {"roomId": room, "messageId": "nope"})
         assert missing["error"]["code"] == "not_found"

@@ -17,7 +17,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
-from tomchat.http.api import RoomController, health
+from tomchat.http.api import RoomController, health, me
 from tomchat.http.features import Features, features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
@@ -94,6 +94,8 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "reader",
         "conversation",
         "access",
+        "people",
+        "trusted",
         "presence",
         "cluster",
         "media",
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
     api = Litestar(
         route_handlers=[
             health,
+            me,
             features,
             ready,
             prometheus_metrics,
@@ -162,7 +165,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
             "lifecycle": Provide(lambda: lifecycle, use_cache=False, sync_to_thread=False),
         },
         # Every route with a room_id, whichever router it is on, needs a private room's token.
-        guards=[room_guard(services.access)],
+        guards=[room_guard(services.access, services.people)],
         lifespan=[lifespan],
         on_startup=[document],
         plugins=[

@@ -14,6 +14,7 @@ from tomchat.ai.demo import DEMO_GREETING_SUFFIX
 from tomchat.ai.protocols import ChatModel, Transcriber
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
+from tomchat.chat.identity import People, TrustedProxy
 from tomchat.chat.memory import RoomMemory
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
@@ -52,6 +53,8 @@ class Services:
     cluster: Cluster  # this process among the others (Redis when scaled out)
     presence: Presence  # who is in which room, of every process
     access: RoomAccess  # private rooms' tokens
+    people: People  # names bound to people, hosts
+    trusted: TrustedProxy | None  # the single sign-on proxy, when configured
     live: LiveServer  # the Socket.IO handlers
     publisher: Publisher  # committed events out to the rooms' sockets
 
@@ -87,6 +90,18 @@ class Services:
             else Presence()
         )
         access = RoomAccess(db)
+        reserved = {character.name}
+
+        async def reserved_names(_room_id: str) -> set[str]:
+            # The room's characters' names (today the server's one character).
+            return reserved
+
+        people = People(db, store, reader, reserved_names)
+        trusted = (
+            TrustedProxy(settings.trusted_user_header, settings.trusted_proxies)
+            if settings.trusted_user_header
+            else None
+        )
         live = LiveServer(
             sio,
             conversation,
@@ -95,6 +110,8 @@ class Services:
             access=access,
             live_limits=settings.live_limits,
             presence=presence,
+            people=people,
+            trusted=trusted,
         )
         publisher = Publisher(sio, reader)
         store.subscribe(publisher.on_commit)
@@ -112,6 +129,8 @@ class Services:
             cluster=cluster,
             presence=presence,
             access=access,
+            people=people,
+            trusted=trusted,
             live=live,
             publisher=publisher,
         )

@@ -3,6 +3,7 @@ is honoured."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -72,6 +73,9 @@ class Settings:
     character: Path | None = None
     static_dir: Path | None = None
     log_format: str = "text"  # or "json": one object per line
+    # Single sign-on: a proxy at one of these networks names the user in this header.
+    trusted_user_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
     # Rate limits and buffers of the live edge; code and tests tune them, not the environment.
     live_limits: LiveLimits = field(default_factory=LiveLimits)
 
@@ -129,6 +133,8 @@ class Settings:
             character=Path(c) if (c := opt("TOMCHAT_CHARACTER")) else None,
             static_dir=Path(s) if (s := opt("TOMCHAT_STATIC_DIR")) else None,
             log_format=(opt("TOMCHAT_LOG_FORMAT") or cls.log_format).lower(),
+            trusted_user_header=opt("TOMCHAT_TRUSTED_USER_HEADER"),
+            trusted_proxies=tuple((opt("TOMCHAT_TRUSTED_PROXIES") or "").replace(",", " ").split()),
         )
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
@@ -154,4 +160,18 @@ class Settings:
             raise ConfigError(
                 f"TOMCHAT_FISH_LATENCY must be normal or balanced, got {settings.fish_latency!r}"
             )
+        _check_trusted(settings)
         return settings
+
+
+def _check_trusted(settings: Settings) -> None:
+    for network in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"TOMCHAT_TRUSTED_PROXIES must list addresses or CIDR networks, got {network!r}"
+            ) from None
+    if settings.trusted_user_header and not settings.trusted_proxies:
+        # Honoured from anywhere, the header would let anyone be anyone.
+        raise ConfigError("TOMCHAT_TRUSTED_USER_HEADER needs TOMCHAT_TRUSTED_PROXIES")

@@ -231,7 +231,7 @@ def test_phone_reaches_the_people_and_writes_rtl(
         expect(toggle).to_have_text("People · 1")
         toggle.click()
         expect(members).to_be_visible()
-        expect(page.get_by_test_id("member")).to_have_text(["noor (you)"])
+        expect(page.get_by_test_id("member")).to_have_text(["noor (you)host"])
         box = members.bounding_box()
         assert box is not None and box["x"] + box["width"] <= 391
         page.screenshot(path=output_dir / "phone-people.png")

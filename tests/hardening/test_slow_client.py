@@ -92,13 +92,19 @@ class RawWebSocket:
         self.writer.close()
 
 
+def member_key(username: str) -> str:
+    """The key a test member's name is bound to, so it can come back under it."""
+    return f"{username}-key-0123456789abcdef"
+
+
 async def stalled_member(url: str, room: str, username: str) -> tuple[RawWebSocket, int]:
     """A client that joins, then never reads again."""
     ws = await RawWebSocket.connect(url)
     assert (await ws.recv()).startswith("0")
     await ws.send("40")
     assert (await ws.recv()).startswith("40")
-    await ws.send("420" + json.dumps(["joinRoom", {"roomId": room, "username": username}]))
+    join = {"roomId": room, "username": username, "memberKey": member_key(username)}
+    await ws.send("420" + json.dumps(["joinRoom", join]))
     while True:
         frame = await ws.recv()
         if frame.startswith("430"):
@@ -175,7 +181,7 @@ async def test_a_stalled_client_is_cut_off_and_catches_up_later(
         stalled.close()
 
     # sam comes back, from the version it last had, and gets exactly the rest.
-    sam = RoomClient(server.url, "slow", "sam")
+    sam = RoomClient(server.url, "slow", "sam", member_key=member_key("sam"))
     sam.version = left_at
     ack = await sam.reconnect()
     assert [e["version"] for e in ack["events"]] == list(range(left_at + 1, head + 1))

@@ -35,6 +35,9 @@ class RoomClient:
     username: str
     sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient())
     token: str | None = None  # a private room's invite token
+    member_key: str | None = None  # the key the name is bound to (the server's, if none given)
+    host_token: str | None = None
+    you: dict[str, Any] = field(default_factory=dict)  # the join ack's ``you``
     version: int = -1  # -1: not joined yet
     lines: dict[str, Line] = field(default_factory=dict)
     applied: list[int] = field(default_factory=list)  # every version applied, in order
@@ -59,8 +62,15 @@ class RoomClient:
             payload["since"] = since
         if self.token is not None:
             payload["token"] = self.token
+        if self.member_key is not None:
+            payload["memberKey"] = self.member_key
+        if self.host_token is not None:
+            payload["hostToken"] = self.host_token
         ack = await self.sio.call("joinRoom", payload, timeout=10)
         assert ack["ok"], ack
+        # Rejoins (a reconnect) must bring the key the name was bound to.
+        self.member_key = ack.get("memberKey", self.member_key)
+        self.you = ack.get("you", {})
         self._apply_ack(ack)
         self._joining = False
         self._drain()

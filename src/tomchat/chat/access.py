@@ -19,7 +19,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tomchat.domain import limits
@@ -118,6 +118,18 @@ class RoomAccess:
             await self._release(room_id)
             return None
         return token
+
+    async def rotate(self, room_id: str) -> str | None:
+        """A new invite token for a private room (the old one stops working at once, since
+        every check reads the digest); None for a public room."""
+        token = new_token()
+        async with self.db.writer.begin() as conn:
+            changed = await conn.execute(
+                update(room_access)
+                .where(room_access.c.room_id == room_id)
+                .values(token_hash=token_digest(token))
+            )
+        return token if changed.rowcount else None
 
     async def private_ids(self, room_ids: list[str]) -> set[str]:
         if not room_ids:

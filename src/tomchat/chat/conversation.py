@@ -156,10 +156,11 @@ class Conversation:
             task = asyncio.create_task(self._reply_loop(room_id), name=f"replies:{room_id}")
             self._loops[room_id] = task
 
-    async def stop(self, room_id: str, message_id: str) -> bool:
+    async def stop(self, room_id: str, message_id: str, by: str | None = None) -> bool:
         """Stop a reply in flight, here or in another process; True if the reply is this
-        room's (streaming or already finished)."""
-        if self.stop_here(room_id, message_id):
+        room's (streaming or already finished). ``by`` (a username) is kept on the
+        ``reply.completed`` of the stopped reply."""
+        if self.stop_here(room_id, message_id, by):
             return True
         row = await self.reader.message(message_id)
         if row is None or row.room_id != room_id or not row.is_ai:
@@ -168,15 +169,15 @@ class Conversation:
             # Another process writes it. The request on the lease row reaches the writer at
             # its next renewal whatever happens; the signal is the prompt way.
             await self.leases.request_stop(room_id, message_id)
-            await self.bus.publish(Signal("stop", room_id, message_id))
+            await self.bus.publish(Signal("stop", room_id, message_id, by=by))
         return True
 
-    def stop_here(self, room_id: str, message_id: str) -> bool:
+    def stop_here(self, room_id: str, message_id: str, by: str | None = None) -> bool:
         """Stop reply ``message_id`` if this process writes it; True if it does."""
         reply = self._replies.get(room_id)
         if reply is None or reply.message_id != message_id:
             return False
-        reply.stop()
+        reply.stop(by)
         return True
 
     def streaming_in(self, room_id: str) -> str | None:
@@ -258,7 +259,7 @@ class Conversation:
             if not self._closing:
                 self.kick(signal.room_id)
         elif signal.kind == "stop" and signal.message_id is not None:
-            self.stop_here(signal.room_id, signal.message_id)
+            self.stop_here(signal.room_id, signal.message_id, signal.by)
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(work)

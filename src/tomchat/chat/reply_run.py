@@ -159,6 +159,7 @@ class ReplyRun:
         self._stop_requested = False
         self._history: Sequence[MessageRow] | None = None  # the context, if read with the queue
         self._version: int | None = None  # the room's version the reply started at
+        self.stopped_by: str | None = None  # the username that asked to stop, if known
         self.lease_lost = False  # another process took the room: write nothing more
 
     async def start(
@@ -187,8 +188,10 @@ class ReplyRun:
         self._history = history
         self._version = version
 
-    def stop(self) -> None:
+    def stop(self, by: str | None = None) -> None:
         """Someone asked to stop: the text so far is kept, status ``stopped``."""
+        if not self._stop_requested:
+            self.stopped_by = by
         self._stop_requested = True
         self.interrupt()
 
@@ -346,6 +349,7 @@ class ReplyRun:
                         error=outcome.error,
                         finish_reason=outcome.finish_reason,
                         usage=outcome.usage,
+                        stopped_by=self.stopped_by if outcome.status == "stopped" else None,
                     )
                 ],
             )

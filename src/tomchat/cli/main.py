@@ -238,6 +238,53 @@ def cmd_rooms(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def cmd_rooms_host(args: argparse.Namespace) -> None:
+    """A fresh host token for an existing room (the previous one stops working)."""
+    from tomchat.chat.identity import digest, new_secret
+    from tomchat.store.database import Database
+    from tomchat.store.rooms import RoomReader
+    from tomchat.store.schema import room_hosts
+
+    settings = Settings.from_env()
+    _open_for_reading(settings)
+
+    async def run() -> str:
+        from datetime import UTC, datetime
+
+        from sqlalchemy import update
+
+        db = Database(settings.database_url)
+        try:
+            if await RoomReader(db).room(args.room) is None:
+                raise CliError(f"no room {args.room!r}")
+            token = new_secret()
+            async with db.writer.begin() as conn:
+                changed = await conn.execute(
+                    update(room_hosts)
+                    .where(room_hosts.c.room_id == args.room)
+                    .values(token_hash=digest(token))
+                )
+                if not changed.rowcount:
+                    await conn.execute(
+                        room_hosts.insert().values(
+                            room_id=args.room,
+                            token_hash=digest(token),
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+            return token
+        finally:
+            await db.dispose()
+
+    token = asyncio.run(run())
+    print(token)
+    print(
+        f"host token of {args.room}: join with it (joinRoom hostToken, or the web page's "
+        "host link) or send it as X-Host-Token; any earlier host token stops working",
+        file=sys.stderr,
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from tomchat.chat.export import formatter
     from tomchat.cli.terminal import Progress
@@ -361,6 +408,10 @@ def parser() -> argparse.ArgumentParser:
     rooms = sub.add_parser("rooms", help="list the rooms, most recently active first")
     rooms.add_argument("--limit", type=int, default=200, help="at most this many (200)")
     rooms.set_defaults(func=cmd_rooms)
+    rooms_sub = rooms.add_subparsers(dest="rooms_command")
+    host = rooms_sub.add_parser("host", help="print a fresh host token for a room")
+    host.add_argument("room", help="the room id")
+    host.set_defaults(func=cmd_rooms_host)
 
     export = sub.add_parser("export", help="write a room's transcript to a file or stdout")
     export.add_argument("room", help="the room id")

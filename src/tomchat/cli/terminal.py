@@ -9,6 +9,7 @@ from typing import TextIO, assert_never
 
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
+    MemberKicked,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -17,6 +18,8 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomLocked,
+    RoomRenamed,
 )
 
 INDENT = "    "
@@ -128,6 +131,13 @@ class ReplayPrinter:
                 if self._open == event.message_id:
                     self._end_line()
                 self._authors.pop(event.message_id, None)
+            case RoomLocked():
+                said = "locked the room" if event.locked else "unlocked the room"
+                self._line(at, self.style.dim(f"{event.by} {said}"))
+            case RoomRenamed():
+                self._line(at, self.style.dim(f"{event.by} renamed the room {event.name!r}"))
+            case MemberKicked():
+                self._line(at, self.style.dim(f"{event.by} removed {event.username}"))
             case ReplyAudio() | MemorySummarized():
                 pass  # nothing to show in a terminal
             case _:

@@ -93,6 +93,7 @@ class Signal:
     room_id: str
     message_id: str | None = None
     sender: str = ""
+    by: str | None = None  # who asked (a stop's username)
 
 
 SignalHandler = Callable[[Signal], Awaitable[None]]
@@ -162,6 +163,7 @@ class RedisBus:
                 "room_id": signal.room_id,
                 "message_id": signal.message_id,
                 "sender": self.identity.owner,
+                "by": signal.by,
             }
         )
         try:
@@ -187,7 +189,14 @@ class RedisBus:
     async def _dispatch(self, raw: Any) -> None:
         try:
             data = json.loads(raw)
-            signal = Signal(data["kind"], data["room_id"], data.get("message_id"), data["sender"])
+            by = data.get("by")
+            signal = Signal(
+                data["kind"],
+                data["room_id"],
+                data.get("message_id"),
+                data["sender"],
+                by if isinstance(by, str) else None,
+            )
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed signal on %s", self.channel)
             return

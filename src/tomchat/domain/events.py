@@ -73,6 +73,8 @@ class ReplyCompleted(_Event, frozen=True, tag="reply.completed"):
     # The provider's own word for how the reply ended ("stop", "length", …), if it gave one.
     finish_reason: str | None = None
     usage: TokenUsage | None = None
+    # Who asked to stop a ``stopped`` reply (a username), when it was known.
+    stopped_by: str | None = None
 
 
 class MemorySummarized(_Event, frozen=True, tag="memory.summarized"):
@@ -83,6 +85,25 @@ class MemorySummarized(_Event, frozen=True, tag="memory.summarized"):
     summary: str
 
 
+class RoomLocked(_Event, frozen=True, tag="room.locked"):
+    """The host locked (or unlocked) the room: no new names may join while locked."""
+
+    locked: bool
+    by: str
+
+
+class RoomRenamed(_Event, frozen=True, tag="room.renamed"):
+    name: str
+    by: str
+
+
+class MemberKicked(_Event, frozen=True, tag="member.kicked"):
+    """The host removed ``username``; the key bound to that name may not come back."""
+
+    username: str
+    by: str
+
+
 Event = (
     RoomCreated
     | MessagePosted
@@ -91,6 +112,9 @@ Event = (
     | ReplyAudio
     | ReplyCompleted
     | MemorySummarized
+    | RoomLocked
+    | RoomRenamed
+    | MemberKicked
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -103,6 +127,9 @@ EVENT_TYPES: frozenset[str] = frozenset(
         ReplyAudio,
         ReplyCompleted,
         MemorySummarized,
+        RoomLocked,
+        RoomRenamed,
+        MemberKicked,
     )
 )
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import assert_never
 
 from tomchat.domain.events import (
+    MemberKicked,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -19,6 +20,8 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomLocked,
+    RoomRenamed,
 )
 
 STREAMING = "streaming"
@@ -51,6 +54,7 @@ class Transcript:
         self.name: str | None = None
         self.character: str | None = None
         self.version = 0
+        self.locked = False  # no new names may join (room.locked)
         # The room's latest summary of its older turns (model context only, never shown).
         self.memory: MemorySummarized | None = None
         self._rows: dict[str, MessageRow] = {}
@@ -121,6 +125,12 @@ class Transcript:
             case MemorySummarized():
                 if self.memory is None or event.through_version >= self.memory.through_version:
                     self.memory = event
+            case RoomLocked():
+                self.locked = event.locked
+            case RoomRenamed():
+                self.name = event.name
+            case MemberKicked():
+                pass  # who may join is the bindings' business (chat.identity), not a row
             case _:
                 assert_never(event)
 

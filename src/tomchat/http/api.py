@@ -11,22 +11,24 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
+from tomchat.chat.identity import People, TrustedProxy
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
+from tomchat.http.guards import HOST_TOKEN_HEADER
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomInfo, RoomReader
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire import outgoing as wire
-from tomchat.wire.incoming import storable
+from tomchat.wire.incoming import PayloadError, storable
 from tomchat.wire.payloads import EventPage, MessagePage
 
 NDJSON = "application/x-ndjson"
@@ -70,9 +72,25 @@ class Room(msgspec.Struct):
 
 
 class CreatedRoom(Room):
-    """A new room; a private one comes with its invite token, shown this once only."""
+    """A new room; a private one comes with its invite token, and every one with its host
+    token (``joinRoom {hostToken}``, the ``X-Host-Token`` header), shown this once only."""
 
     token: str | None = None
+    hostToken: str | None = None
+
+
+class Invite(msgspec.Struct):
+    """A private room's new invite token: the previous one no longer opens the room."""
+
+    token: str
+
+
+class Me(msgspec.Struct):
+    """Who this request comes from, as a trusted single sign-on proxy said (null: nobody
+    vouched, the client chooses its own name)."""
+
+    username: str | None
+    trustedIdentity: bool
 
 
 class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +130,17 @@ async def health(db: NamedDependency[Database], cluster: NamedDependency[Cluster
     return Health(status="ok" if healthy else "degraded", database=database, redis=redis)
 
 
+@get("/api/me", tags=["rooms"])
+async def me(request: Request[Any, Any, Any], trusted: NamedDependency[TrustedProxy | None]) -> Me:
+    """The name a trusted single sign-on proxy gave this request, if any."""
+    if trusted is None:
+        return Me(username=None, trustedIdentity=False)
+    peer = request.client.host if request.client else None
+    return Me(
+        username=trusted.user(peer, request.headers.get(trusted.header)), trustedIdentity=True
+    )
+
+
 class RoomController(Controller):
     path = "/api/rooms"
     tags = ["rooms"]
@@ -139,6 +168,7 @@ class RoomController(Controller):
         access: NamedDependency[RoomAccess],
         conversation: NamedDependency[Conversation],
         presence: NamedDependency[Presence],
+        people: NamedDependency[People],
     ) -> CreatedRoom:
         room_id = data.id or _slug(data.name)
         token: str | None = None
@@ -153,7 +183,8 @@ class RoomController(Controller):
         assert info is not None
         members = (await presence.counts([room_id])).get(room_id, 0)
         room = _room(info, members, private=data.private)
-        return CreatedRoom(**msgspec.structs.asdict(room), token=token)
+        host_token = await people.new_host_token(room_id)
+        return CreatedRoom(**msgspec.structs.asdict(room), token=token, hostToken=host_token)
 
     @get("/{room_id:str}")
     async def get_room(
@@ -172,6 +203,34 @@ class RoomController(Controller):
         totals = await reader.token_totals(room_id)
         usage = TokenUsage(totals.prompt_tokens, totals.completion_tokens, totals.replies_counted)
         return msgspec.structs.replace(_room(info, members, private=private), usage=usage)
+
+    @post("/{room_id:str}/invite", status_code=HTTP_201_CREATED)
+    async def rotate_invite(
+        self,
+        request: Request[Any, Any, Any],
+        room_id: RoomIdParam,
+        access: NamedDependency[RoomAccess],
+        people: NamedDependency[People],
+        host_token: Annotated[
+            str | None,
+            HeaderParameter(
+                name=HOST_TOKEN_HEADER,
+                required=False,
+                max_length=limits.MAX_TOKEN_CHARS,
+                description="the room's host token",
+            ),
+        ] = None,
+    ) -> Invite:
+        """A new invite token for a private room, for its host; the old one stops working
+        at once (REST, media, joins, replay)."""
+        if not await people.host_token_matches(room_id, host_token):
+            raise PayloadError("forbidden", "only the room's host may make a new invite link")
+        token = await access.rotate(room_id)
+        if token is None:
+            raise ClientException(
+                f"room {room_id!r} is public: it has no invite token", status_code=409
+            )
+        return Invite(token)
 
     @get("/{room_id:str}/messages")
     async def messages(

@@ -17,6 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import HeaderParameter, QueryParameter
 
 from tomchat.chat.access import TOKEN_HEADER, TOKEN_QUERY, RoomAccess
+from tomchat.chat.identity import People
 from tomchat.domain import limits
 
 # Declared on the layers that carry rooms, so OpenAPI documents the token (and validates its
@@ -51,13 +52,28 @@ def token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
-def room_guard(access: RoomAccess) -> Guard:
+HOST_TOKEN_HEADER = "X-Host-Token"
+
+
+def host_token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    token = connection.headers.get(HOST_TOKEN_HEADER) or None
+    if token is not None and len(token) > limits.MAX_TOKEN_CHARS:
+        raise ValidationException(f"a host token is at most {limits.MAX_TOKEN_CHARS} characters")
+    return token
+
+
+def room_guard(access: RoomAccess, people: People | None = None) -> Guard:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         room_id = connection.path_params.get("room_id")
         if not isinstance(room_id, str):
             return
-        if not await access.allows(room_id, token_of(connection)):
-            raise NotFoundException(f"no room {room_id!r}")
+        if await access.allows(room_id, token_of(connection)):
+            return
+        # The host opens their room with the host token too (it can make a new invite).
+        host_token = host_token_of(connection)
+        if people is not None and await people.host_token_matches(room_id, host_token):
+            return
+        raise NotFoundException(f"no room {room_id!r}")
 
     return guard
 

@@ -10,19 +10,22 @@ itself, and would start over after ``end`` too, so clients close on ``end``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
+from tomchat.chat.access import RoomAccess
 from tomchat.domain.limits import MAX_VERSION
 from tomchat.domain.pacing import KeepAlive, paced
 from tomchat.http.api import RoomIdParam
+from tomchat.http.guards import token_of
 from tomchat.store.database import Database
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire import outgoing as wire
@@ -32,6 +35,8 @@ from tomchat.wire import outgoing as wire
 KEEPALIVE_SECONDS = 15.0
 # How soon a browser reconnects after a dropped connection (it sends Last-Event-ID then).
 RETRY_MS = 1000
+# How often a private room's replay checks that its token still opens the room.
+REVOKE_CHECK_SECONDS = 1.0
 
 _json = msgspec.json.Encoder()
 
@@ -63,7 +68,9 @@ def parse_last_event_id(raw: str | None) -> int | None:
     description=__doc__,
 )
 async def replay(
+    request: Request[Any, Any, Any],
     db: NamedDependency[Database],
+    access: NamedDependency[RoomAccess],
     room_id: RoomIdParam,
     speed: Annotated[float, QueryParameter(gt=0, le=1000, description="1 = original pace")] = 1.0,
     max_pause: Annotated[
@@ -84,6 +91,18 @@ async def replay(
     head = await reader.head(room_id)
     if not head:
         raise NotFoundException(f"no room {room_id!r}")
+    # A private room's replay ends once its invite token is rotated away (the guard checked
+    # it at the start; a replay may run for hours).
+    token = token_of(request)
+    private = await access.digest_of(room_id) is not None
+    checked = time.monotonic()
+
+    async def still_allowed() -> bool:
+        nonlocal checked
+        if not private or time.monotonic() - checked < REVOKE_CHECK_SECONDS:
+            return True
+        checked = time.monotonic()
+        return await access.allows(room_id, token)
 
     async def stream() -> AsyncIterator[bytes]:
         yield b"retry: %d\n: replay of %s after version %d\n\n" % (
@@ -93,6 +112,11 @@ async def replay(
         )
         pages = reader.event_pages(room_id, start, upto=head)
         async for item in paced(pages, speed, max_pause, keepalive=KEEPALIVE_SECONDS):
+            if not await still_allowed():
+                yield sse_event(
+                    _json.encode({"reason": "the invite link changed"}), event="revoked"
+                )
+                return
             if isinstance(item, KeepAlive):
                 yield b": keep-alive\n\n"
                 continue

@@ -11,6 +11,7 @@ from typing import Any, assert_never
 
 from tomchat import metrics
 from tomchat.domain.events import (
+    MemberKicked,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -19,10 +20,12 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomLocked,
+    RoomRenamed,
 )
 from tomchat.live.engine_hooks import encode_event, fans_out_directly, frame_size, local_members
 from tomchat.store.rooms import RoomReader
-from tomchat.wire.outgoing import ReplyInfo, live_event
+from tomchat.wire.outgoing import ReplyInfo, RoomState, live_event
 from tomchat.wire.payloads import to_wire
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,10 @@ class Publisher:
                 ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
             ):
                 pass  # need nothing from the database
+            case RoomRenamed() | RoomLocked():
+                return None  # roomChanged says the whole room state: read it
+            case MemberKicked():
+                pass
             case _:
                 assert_never(event)
         out = live_event(recorded, info)
@@ -134,8 +141,13 @@ class Publisher:
         info = (
             await self._reply_info(event.message_id) if isinstance(event, ReplyCompleted) else None
         )
+        state: RoomState | None = None
+        if isinstance(event, RoomRenamed | RoomLocked):
+            room = await self.reader.room(recorded.room_id)
+            if room is not None:
+                state = RoomState(room.name or room.id, room.locked)
         self._remember(recorded)
-        out = live_event(recorded, info)
+        out = live_event(recorded, info, state)
         if out is not None:
             name, payload = out
             await self.sio.emit(name, to_wire(payload), room=recorded.room_id)
@@ -161,7 +173,15 @@ class Publisher:
                     len(event.content),
                     extra={"room_id": recorded.room_id, "message_id": event.message_id},
                 )
-            case ReplyChunk() | MessagePosted() | RoomCreated() | MemorySummarized():
+            case (
+                ReplyChunk()
+                | MessagePosted()
+                | RoomCreated()
+                | MemorySummarized()
+                | RoomLocked()
+                | RoomRenamed()
+                | MemberKicked()
+            ):
                 pass
             case _:
                 assert_never(event)

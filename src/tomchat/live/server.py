@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
+import msgspec
 import socketio
 from msgspec import UNSET
 
 from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
+from tomchat.chat.identity import Admission, People, TrustedProxy, canonical_name
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.limits import LiveLimits
@@ -24,16 +27,20 @@ from tomchat.wire import payloads
 from tomchat.wire.errors import answer
 from tomchat.wire.incoming import (
     JoinRoom,
+    KickMember,
     LeaveRoom,
+    LockRoom,
     PayloadError,
+    RenameRoom,
     Resync,
     SendMessage,
     SendVoiceMessage,
     StopGeneration,
     Typing,
     parse,
+    without_format_characters,
 )
-from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, to_wire
+from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, You, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,8 @@ class LiveServer:
         access: RoomAccess | None = None,
         live_limits: LiveLimits | None = None,
         presence: Presence | None = None,
+        people: People | None = None,
+        trusted: TrustedProxy | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
@@ -95,6 +104,16 @@ class LiveServer:
         self.access = access or RoomAccess(reader.db)
         self.limits = live_limits or LiveLimits()
         self.presence = presence or Presence()  # SharedPresence when scaled out
+        self.people = people or People(
+            reader.db,
+            conversation.store,
+            reader,
+            lambda _room_id: _character_name(conversation),
+        )
+        self.trusted = trusted  # identity from a single sign-on proxy, when configured
+        # Who each socket is in each room it joined: sid -> room id -> admission.
+        self._admitted: dict[str, dict[str, Admission]] = {}
+        self._proxy_users: dict[str, str] = {}  # sid -> the name a trusted proxy gave
         self.events_limit = Limiter("requests", self.limits.events)
         self.messages_limit = Limiter("messages", self.limits.messages)
         self.voice_limit = Limiter("voice messages", self.limits.voice)
@@ -108,6 +127,9 @@ class LiveServer:
             "resync": self.resync,
             "leaveRoom": self.leave_room,
             "typing": self.typing,
+            "kickMember": self.kick_member,
+            "lockRoom": self.lock_room,
+            "renameRoom": self.rename_room,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -127,20 +149,87 @@ class LiveServer:
 
     async def join_room(self, sid: str, data: Any) -> Ack:
         p = parse(JoinRoom, data)
-        username = p.username.strip()
+        # Behind a trusted single sign-on proxy the proxy names the user, not the client.
+        proxied = self._proxy_users.get(sid)
+        username = proxied or without_format_characters(p.username).strip()
         self.joins_limit.check([sid, username])
         if not await self.access.allows(p.roomId, p.token):
             raise PayloadError(
                 "forbidden", f"room {p.roomId!r} is private: join with its invite token"
             )
-        await self.conversation.ensure_room(p.roomId)
+        # A character's name is refused before a room is made for it.
+        await self.people.check_name(p.roomId, username)
+        created = await self.conversation.ensure_room(p.roomId)
+        info = await self.reader.room(p.roomId)
+        locked = info.locked if info is not None else False
+        admitted = self._admitted.get(sid, {}).get(p.roomId)
+        if admitted is None or admitted.name_key != canonical_name(username) or p.hostToken:
+            admitted = await self.people.admit(
+                p.roomId,
+                username,
+                member_key=p.memberKey,
+                host_token=p.hostToken,
+                trusted=proxied is not None,
+                creator=created,
+                locked=locked,
+            )
+        else:
+            # The socket already proved the name in this room: joining again (to start over
+            # from a snapshot) needs no key; nothing new is made for it.
+            admitted = replace(admitted, made_key=None)
+        self._admitted.setdefault(sid, {})[p.roomId] = admitted
         # Enter the Socket.IO room before reading: every event committed after the read
         # below reaches this socket live, so nothing falls between snapshot and stream.
         await self.sio.enter_room(sid, p.roomId)
-        await self.presence.join(sid, p.roomId, username)
+        await self.presence.join(sid, p.roomId, admitted.username)
         ack = await self._catch_up(p.roomId, p.since)
         await self.announce(p.roomId)
-        return ack
+        you = You(username=admitted.username, role=admitted.role)
+        made = UNSET if admitted.made_key is None else admitted.made_key
+        return msgspec.structs.replace(ack, you=you, member_key=made, locked=locked)
+
+    def is_host(self, room_id: str, sid: str) -> bool:
+        """True if the socket joined ``room_id`` as its host (``chat.identity.RoomRoles``)."""
+        admitted = self._admitted.get(sid, {}).get(room_id)
+        return admitted is not None and admitted.role == "host"
+
+    def _host(self, sid: str, room_id: str, act: str) -> str:
+        username = self._member(sid, room_id)
+        if not self.is_host(room_id, sid):
+            raise PayloadError("forbidden", f"only the room's host may {act}")
+        return username
+
+    async def kick_member(self, sid: str, data: Any) -> Ack:
+        p = parse(KickMember, data)
+        by = self._host(sid, p.roomId, "remove people")
+        target = p.username.strip()
+        mine = self._admitted.get(sid, {}).get(p.roomId)
+        if mine is not None and mine.name_key == canonical_name(target):
+            raise PayloadError("bad_request", "a host cannot remove themselves")
+        name_key = await self.people.kick(p.roomId, target, by)
+        told = to_wire(payloads.Kicked(room_id=p.roomId, by=by))
+        for other, rooms in list(self._admitted.items()):
+            admitted = rooms.get(p.roomId)
+            if admitted is None or admitted.name_key != name_key:
+                continue
+            await self.sio.emit("kicked", told, to=other)
+            await self.sio.leave_room(other, p.roomId)
+            await self.presence.leave(other, p.roomId)
+            rooms.pop(p.roomId, None)
+        await self.announce(p.roomId)
+        return OK
+
+    async def lock_room(self, sid: str, data: Any) -> Ack:
+        p = parse(LockRoom, data)
+        by = self._host(sid, p.roomId, "lock the room")
+        await self.people.lock(p.roomId, p.locked, by)
+        return OK
+
+    async def rename_room(self, sid: str, data: Any) -> Ack:
+        p = parse(RenameRoom, data)
+        by = self._host(sid, p.roomId, "rename the room")
+        await self.people.rename(p.roomId, p.name.strip(), by)
+        return OK
 
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)
@@ -198,14 +287,16 @@ class LiveServer:
 
     async def stop_generation(self, sid: str, data: Any) -> Ack:
         p = parse(StopGeneration, data)
-        self._member(sid, p.roomId)
-        if not await self.conversation.stop(p.roomId, p.messageId):
+        # Anyone in the room may stop a reply; the stopped reply says who did.
+        username = self._member(sid, p.roomId)
+        if not await self.conversation.stop(p.roomId, p.messageId, by=username):
             raise PayloadError("not_found", f"no reply {p.messageId!r} in this room")
         return OK
 
     async def leave_room(self, sid: str, data: Any) -> Ack:
         p = parse(LeaveRoom, data)
         await self.sio.leave_room(sid, p.roomId)
+        self._admitted.get(sid, {}).pop(p.roomId, None)
         if await self.presence.leave(sid, p.roomId):
             await self.announce(p.roomId)
         return OK
@@ -230,11 +321,21 @@ class LiveServer:
         )
         return OK
 
-    async def connect(self, sid: str, *_: Any) -> None:
+    async def connect(self, sid: str, environ: Any = None, *_: Any) -> None:
         metrics.CONNECTED_SOCKETS.inc()
+        if self.trusted is not None and isinstance(environ, dict):
+            scope = environ.get("asgi.scope") or {}
+            client = scope.get("client")
+            peer = client[0] if client else None
+            header = "HTTP_" + self.trusted.header.upper().replace("-", "_")
+            user = self.trusted.user(peer, environ.get(header))
+            if user is not None:
+                self._proxy_users[sid] = user
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         metrics.CONNECTED_SOCKETS.dec()
+        self._admitted.pop(sid, None)
+        self._proxy_users.pop(sid, None)
         for limiter in (
             self.events_limit,
             self.messages_limit,
@@ -271,6 +372,21 @@ class LiveServer:
     async def announce(self, room_id: str) -> None:
         """Send the room its members (of every process, when scaled out)."""
         members = await self.presence.members(room_id)
-        await self.sio.emit(
-            "presence", to_wire(payloads.Presence(room_id=room_id, members=members)), room=room_id
+        # Hosts as this process knows them (its own sockets).
+        hosts = sorted(
+            {
+                rooms[room_id].username
+                for rooms in self._admitted.values()
+                if room_id in rooms and rooms[room_id].role == "host"
+            }
         )
+        await self.sio.emit(
+            "presence",
+            to_wire(payloads.Presence(room_id=room_id, members=members, hosts=hosts)),
+            room=room_id,
+        )
+
+
+async def _character_name(conversation: Conversation) -> set[str]:
+    """Today a room has one character, the server's: its name is reserved in every room."""
+    return {conversation.character.name}

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.events import (
+    MemberKicked,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -21,6 +22,8 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomLocked,
+    RoomRenamed,
 )
 from tomchat.domain.transcript import POSTED, STREAMING
 from tomchat.store.schema import messages, streams
@@ -81,6 +84,12 @@ def projection_statements(
                 )
             case MemorySummarized():
                 pass  # model context only: read from the log, never a message row
+            case RoomRenamed():
+                out.append(_room_change(recorded.room_id, {"name": event.name}))
+            case RoomLocked():
+                out.append(_room_change(recorded.room_id, {"locked": event.locked}))
+            case MemberKicked():
+                pass  # the bindings (chat.identity) bar the name; no message row changes
             case ReplyChunk():
                 pass  # skipped above
             case _:
@@ -91,6 +100,10 @@ def projection_statements(
     # finished within one batch ends up in its final state.
     out += changes
     return out
+
+
+def _room_change(room_id: str, values: dict[str, Any]) -> Statement:
+    return (update(streams).where(streams.c.room_id == room_id).values(**values), None)
 
 
 def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:

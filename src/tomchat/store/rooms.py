@@ -31,6 +31,7 @@ class RoomInfo:
     version: int
     created_at: datetime | None
     updated_at: datetime | None
+    locked: bool = False  # room.locked: no new names may join
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,4 +348,5 @@ def _room(row: Any) -> RoomInfo:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        locked=bool(row.locked),
     )

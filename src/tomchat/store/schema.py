@@ -20,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 
 
@@ -55,6 +56,8 @@ streams = Table(
     Column("character", String(200), nullable=True),
     Column("created_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
+    # room.locked, projected: a join reads it without scanning the room's log.
+    Column("locked", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 events = Table(
@@ -119,4 +122,29 @@ reply_leases = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     Column("stop_message_id", String(64), nullable=True),  # a stop asked of another process
     Index("ix_reply_leases_expires_at", "expires_at"),
+)
+
+# Names bound to people (``tomchat.chat.identity``): per room, a name's canonical form and the
+# SHA-256 of the member key that first used it. Secrets' digests: never in the log or exports.
+room_members = Table(
+    "room_members",
+    metadata,
+    Column("room_id", String(64), primary_key=True),
+    Column("name_key", String(200), primary_key=True),  # canonical_name(username)
+    Column("username", String(200), nullable=False),  # as first written
+    Column("key_hash", String(64), nullable=False),
+    Column("barred", Boolean, nullable=False, default=False),  # kicked: may not come back
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_room_members_key", "room_id", "key_hash"),
+)
+
+# Who hosts a room: the digest of the host token (POST /api/rooms, ``tomchat rooms host``) and
+# of the creator's member key (a room made by joinRoom). Rooms older than hosts have no row.
+room_hosts = Table(
+    "room_hosts",
+    metadata,
+    Column("room_id", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=True),
+    Column("key_hash", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -18,6 +19,9 @@ Version = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_VERSION)]
 # A negative ``since`` asks for the snapshot; the bounds keep it a number every database holds.
 Since = Annotated[int, msgspec.Meta(ge=-limits.MAX_VERSION, le=limits.MAX_VERSION)]
 Token = Annotated[str, msgspec.Meta(max_length=limits.MAX_TOKEN_CHARS)]
+# A secret the client makes once and keeps (chat.identity binds names to its digest).
+MemberKey = Annotated[str, msgspec.Meta(min_length=16, max_length=128)]
+RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ROOM_NAME_CHARS)]
 
 
 class PayloadError(TomchatError):
@@ -40,6 +44,12 @@ def storable(name: str, value: str | None) -> None:
         raise ValueError(f"{name} is not valid Unicode text") from None
 
 
+def without_format_characters(text: str) -> str:
+    """``text`` without Unicode format characters (category Cf: zero-width spaces and
+    joiners, bidi controls), which change no letter of a name but make lookalikes."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 class _Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     pass
 
@@ -49,11 +59,19 @@ class JoinRoom(_Payload, frozen=True):
     username: Username
     since: Since | None = None
     token: Token | None = None
+    memberKey: MemberKey | None = None
+    hostToken: Token | None = None
 
     def __post_init__(self) -> None:
-        if not self.username.isprintable() or not self.username.strip():
+        # Format characters (zero-width spaces, bidi marks) are dropped from the name later,
+        # as its canonical form drops them: here they are not what makes a name unprintable.
+        shown = without_format_characters(self.username)
+        if not shown.isprintable() or not shown.strip():
             raise ValueError("username must be 1-32 printable characters")
         storable("token", self.token)
+        storable("hostToken", self.hostToken)
+        if self.memberKey is not None and not self.memberKey.isprintable():
+            raise ValueError("memberKey must be 16-128 printable characters")
 
 
 class SendMessage(_Payload, frozen=True):
@@ -98,6 +116,26 @@ class LeaveRoom(_Payload, frozen=True):
 
 class Typing(_Payload, frozen=True):
     roomId: RoomId
+
+
+class KickMember(_Payload, frozen=True):
+    roomId: RoomId
+    username: Username
+
+
+class LockRoom(_Payload, frozen=True):
+    roomId: RoomId
+    locked: bool
+
+
+class RenameRoom(_Payload, frozen=True):
+    roomId: RoomId
+    name: RoomName
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ValueError("name must not be blank")
+        storable("name", self.name)
 
 
 P = TypeVar("P", bound=_Payload)

@@ -10,6 +10,7 @@ from msgspec import UNSET
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
+    MemberKicked,
     MemorySummarized,
     MessagePosted,
     MessageSource,
@@ -19,6 +20,8 @@ from tomchat.domain.events import (
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomLocked,
+    RoomRenamed,
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
@@ -30,6 +33,7 @@ from tomchat.wire.payloads import (
     Message,
     MessageStatus,
     RawEvent,
+    RoomChanged,
     Streaming,
 )
 
@@ -41,6 +45,14 @@ class ReplyInfo:
     author: str
     started_at: datetime
     audio_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """What a ``roomChanged`` payload needs beyond the event: the room as it is now."""
+
+    name: str
+    locked: bool
 
 
 def iso(at: datetime) -> str:
@@ -84,11 +96,11 @@ def raw_event(recorded: RecordedEvent) -> RawEvent:
 
 
 def live_event(
-    recorded: RecordedEvent, reply: ReplyInfo | None = None
+    recorded: RecordedEvent, reply: ReplyInfo | None = None, room_state: RoomState | None = None
 ) -> tuple[str, LiveEvent] | None:
     """The Socket.IO event a logged event becomes, or None for events clients never see live.
 
-    ``reply`` completes an ``aiComplete`` Message.
+    ``reply`` completes an ``aiComplete`` Message, ``room_state`` a ``roomChanged``.
     """
     event, room, v = recorded.event, recorded.room_id, recorded.version
     match event:
@@ -143,11 +155,22 @@ def live_event(
                 audio_url=info.audio_url,
                 status=event.status,
                 error=event.error,
+                stopped_by=event.stopped_by if event.status == "stopped" else UNSET,
                 version=v,
             )
         case RoomCreated():
             return None  # clients learn a room's name and character when they join
         case MemorySummarized():
             return None  # the models' memory, never shown
+        case RoomRenamed() | RoomLocked():
+            state = room_state or RoomState(
+                event.name if isinstance(event, RoomRenamed) else room,
+                event.locked if isinstance(event, RoomLocked) else False,
+            )
+            return "roomChanged", RoomChanged(
+                room_id=room, name=state.name, locked=state.locked, version=v
+            )
+        case MemberKicked():
+            return None  # the kicked sockets are told by the live edge; presence follows
         case _:
             assert_never(event)

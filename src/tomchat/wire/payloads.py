@@ -62,6 +62,10 @@ class Message(Payload, frozen=True, kw_only=True):
     error: Annotated[
         str | UnsetType | None, doc("Why a reply failed; on the `aiComplete` event only")
     ] = UNSET
+    stopped_by: Annotated[
+        str | UnsetType | None,
+        doc("Who stopped a `stopped` reply (a username, null if unknown); on `aiComplete` only"),
+    ] = UNSET
     version: RoomVersion
 
 
@@ -131,6 +135,32 @@ class Presence(Payload, frozen=True, kw_only=True):
 
     room_id: str
     members: list[str]
+    hosts: Annotated[
+        list[str] | UnsetType, doc("The members who host the room (a subset of `members`)")
+    ] = UNSET
+
+
+class RoomChanged(Payload, frozen=True, kw_only=True):
+    """The ``roomChanged`` event: the room was renamed or (un)locked by its host."""
+
+    room_id: str
+    name: str
+    locked: bool
+    version: RoomVersion
+
+
+class Kicked(Payload, frozen=True, kw_only=True):
+    """The ``kicked`` event, to the sockets of a member the host removed (they have left)."""
+
+    room_id: str
+    by: str
+
+
+class You(Payload, frozen=True, kw_only=True):
+    """Who the server takes this socket for in the room it joined."""
+
+    username: str
+    role: Literal["host", "member"]
 
 
 class Typing(Payload, frozen=True, kw_only=True):
@@ -161,6 +191,12 @@ class SnapshotAck(Payload, frozen=True, kw_only=True):
             " the log: it must start over from this snapshot"
         ),
     ] = UNSET
+    you: Annotated[You | UnsetType, doc("`joinRoom` only: the name bound and the role")] = UNSET
+    member_key: Annotated[
+        str | UnsetType,
+        doc("`joinRoom` only, when the join sent none: the key the server made; keep it"),
+    ] = UNSET
+    locked: Annotated[bool | UnsetType, doc("`joinRoom` only: no new names may join")] = UNSET
 
 
 class CatchUpAck(Payload, frozen=True, kw_only=True):
@@ -170,6 +206,12 @@ class CatchUpAck(Payload, frozen=True, kw_only=True):
     room_id: str
     version: int
     events: list[RawEvent]
+    you: Annotated[You | UnsetType, doc("`joinRoom` only: the name bound and the role")] = UNSET
+    member_key: Annotated[
+        str | UnsetType,
+        doc("`joinRoom` only, when the join sent none: the key the server made; keep it"),
+    ] = UNSET
+    locked: Annotated[bool | UnsetType, doc("`joinRoom` only: no new names may join")] = UNSET
 
 
 class SendAck(Payload, frozen=True, kw_only=True):
@@ -213,7 +255,7 @@ class ErrorAck(Payload, frozen=True, kw_only=True):
 
 
 Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck
-LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio
+LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio | RoomChanged
 
 
 # ---------------------------------------------------------------------------------------

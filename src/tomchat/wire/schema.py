@@ -24,16 +24,19 @@ from tomchat.wire.payloads import (
     ErrorAck,
     ErrorBody,
     EventPage,
+    Kicked,
     Message,
     MessagePage,
     OkAck,
     Presence,
     RawEvent,
+    RoomChanged,
     SendAck,
     SnapshotAck,
     Streaming,
     Typing,
     VoiceAck,
+    You,
 )
 
 #: The Socket.IO events the server emits, and their payloads.
@@ -45,6 +48,8 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "aiComplete": Message,
     "presence": Presence,
     "typing": Typing,
+    "roomChanged": RoomChanged,
+    "kicked": Kicked,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -56,6 +61,9 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "stopGeneration": (OkAck,),
     "leaveRoom": (OkAck,),
     "typing": (OkAck,),
+    "kickMember": (OkAck,),
+    "lockRoom": (OkAck,),
+    "renameRoom": (OkAck,),
 }
 
 #: REST responses built from the same items.
@@ -74,6 +82,7 @@ def _types() -> list[type[msgspec.Struct]]:
         Streaming,
         RawEvent,
         ErrorBody,
+        You,
         *PAGES,
     ]
     return list(dict.fromkeys(listed))

@@ -25,11 +25,14 @@ export type {
   Acks,
   CatchUpAck,
   ErrorBody,
+  Kicked,
   OkAck,
   RawEvent,
+  RoomChanged,
   ServerEvents,
   SnapshotAck,
   VoiceAck,
+  You,
 } from "./wire.gen";
 
 /** A user message or a reply, as `messages[]`, `message` and `aiComplete` carry it. */

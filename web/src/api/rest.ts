@@ -10,12 +10,16 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(path: string, init: RequestInit & { token?: string | null } = {}): Promise<T> {
-  const { token, ...rest } = init;
+async function request<T>(
+  path: string,
+  init: RequestInit & { token?: string | null; hostToken?: string | null } = {},
+): Promise<T> {
+  const { token, hostToken, ...rest } = init;
   const headers: Record<string, string> = { Accept: "application/json" };
   if (rest.body) headers["Content-Type"] = "application/json";
   // A private room's invite token (the server answers 404 without it).
   if (token) headers["X-Room-Token"] = token;
+  if (hostToken) headers["X-Host-Token"] = hostToken;
   const response = await fetch(path, { ...rest, headers });
   if (!response.ok) {
     // Errors are RFC 9457 problem details; fall back to the status line.
@@ -39,12 +43,29 @@ export function listRooms(): Promise<RoomSummary[]> {
   );
 }
 
-/** A new room; a private one comes back with its invite token (shown this once only). */
+/** A new room; a private one comes back with its invite token, and every one with its host
+ * token (both shown this once only). */
 export function createRoom(
   name: string,
   isPrivate = false,
-): Promise<RoomSummary & { token?: string | null }> {
+): Promise<RoomSummary & { token?: string | null; hostToken?: string | null }> {
   return request("/api/rooms", { method: "POST", body: JSON.stringify({ name, private: isPrivate }) });
+}
+
+/** A private room's new invite link token; the old one stops working. Host only. */
+export function rotateInvite(roomId: string, hostToken: string): Promise<{ token: string }> {
+  return request(`${roomUrl(roomId)}/invite`, { method: "POST", hostToken });
+}
+
+/** Whether a room exists (a private one: and this token opens it). */
+export async function roomExists(roomId: string, token?: string | null): Promise<boolean> {
+  try {
+    await getRoom(roomId, token);
+    return true;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return false;
+    throw e;
+  }
 }
 
 export function getRoom(roomId: string, token?: string | null): Promise<RoomSummary> {

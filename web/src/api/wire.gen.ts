@@ -12,6 +12,8 @@ export interface ServerEvents {
   aiComplete: Message;
   presence: Presence;
   typing: Typing;
+  roomChanged: RoomChanged;
+  kicked: Kicked;
 }
 /**
  * A user message or a reply: `messages[]` items and the `message` / `aiComplete`
@@ -44,6 +46,10 @@ export interface Message {
    * Why a reply failed; on the `aiComplete` event only
    */
   error?: string | null;
+  /**
+   * Who stopped a `stopped` reply (a username, null if unknown); on `aiComplete` only
+   */
+  stoppedBy?: string | null;
   /**
    * The room version of the event this payload shows
    */
@@ -117,6 +123,10 @@ export interface AiAudio {
 export interface Presence {
   roomId: string;
   members: string[];
+  /**
+   * The members who host the room (a subset of `members`)
+   */
+  hosts?: string[];
 }
 /**
  * The `typing` event: someone in the room is writing. Ephemeral: never logged, so
@@ -128,6 +138,31 @@ export interface Presence {
 export interface Typing {
   roomId: string;
   username: string;
+}
+/**
+ * The `roomChanged` event: the room was renamed or (un)locked by its host.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "RoomChanged".
+ */
+export interface RoomChanged {
+  roomId: string;
+  name: string;
+  locked: boolean;
+  /**
+   * The room version of the event this payload shows
+   */
+  version: number;
+}
+/**
+ * The `kicked` event, to the sockets of a member the host removed (they have left).
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "Kicked".
+ */
+export interface Kicked {
+  roomId: string;
+  by: string;
 }
 /**
  * What each client request is answered with, by event name.
@@ -143,6 +178,9 @@ export interface Acks {
   stopGeneration: OkAck | ErrorAck;
   leaveRoom: OkAck | ErrorAck;
   typing: OkAck | ErrorAck;
+  kickMember: OkAck | ErrorAck;
+  lockRoom: OkAck | ErrorAck;
+  renameRoom: OkAck | ErrorAck;
 }
 /**
  * `joinRoom` / `resync`: the room's latest messages and the replies in progress.
@@ -161,6 +199,15 @@ export interface SnapshotAck {
    * Present when the client asked to catch up from a version too far behind (or ahead of) the log: it must start over from this snapshot
    */
   reset?: true;
+  you?: You;
+  /**
+   * `joinRoom` only, when the join sent none: the key the server made; keep it
+   */
+  memberKey?: string;
+  /**
+   * `joinRoom` only: no new names may join
+   */
+  locked?: boolean;
 }
 /**
  * A reply still being written, as a snapshot's `streaming[]` lists it.
@@ -190,6 +237,13 @@ export interface Streaming {
   version: number;
 }
 /**
+ * `joinRoom` only: the name bound and the role
+ */
+export interface You {
+  username: string;
+  role: "host" | "member";
+}
+/**
  * `joinRoom` / `resync` with `since`: the events after it, up to `version`.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
@@ -200,6 +254,15 @@ export interface CatchUpAck {
   roomId: string;
   version: number;
   events: RawEvent[];
+  you?: You1;
+  /**
+   * `joinRoom` only, when the join sent none: the key the server made; keep it
+   */
+  memberKey?: string;
+  /**
+   * `joinRoom` only: no new names may join
+   */
+  locked?: boolean;
 }
 /**
  * One entry of a room's log: `events[]` items, the REST event pages and the replay.
@@ -217,6 +280,13 @@ export interface RawEvent {
    * ISO 8601, UTC, with microseconds
    */
   recordedAt: string;
+}
+/**
+ * `joinRoom` only: the name bound and the role
+ */
+export interface You1 {
+  username: string;
+  role: "host" | "member";
 }
 /**
  * Any request refused or failed: nothing was appended.
@@ -290,4 +360,14 @@ export interface EventPage {
 export interface MessagePage {
   messages: Message[];
   nextBefore: number | null;
+}
+/**
+ * Who the server takes this socket for in the room it joined.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "You".
+ */
+export interface You2 {
+  username: string;
+  role: "host" | "member";
 }

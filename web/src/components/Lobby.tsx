@@ -1,6 +1,7 @@
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import type { RoomSummary } from "../api/protocol";
-import { createRoom, listRooms } from "../api/rest";
+import { createRoom, listRooms, roomExists } from "../api/rest";
+import { forgetRoom, type MyRoom, myRooms, rememberRoom } from "../lib/identity";
 import { navigate, roomFromLink, roomPath } from "../lib/router";
 import { timeAgo } from "../lib/time";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
@@ -53,6 +54,7 @@ export function LobbyPage() {
         </section>
 
         <aside className="lobby-side">
+          <MyRooms />
           <CreateRoom />
           <JoinByLink />
         </aside>
@@ -126,7 +128,15 @@ function CreateRoom() {
     setError(null);
     try {
       const room = await createRoom(trimmed, invitesOnly);
-      // The token is shown this once: it goes into the room's address, the invite link.
+      // Both tokens are shown this once: kept in "My rooms", so the creator can come back
+      // (and host) without the copied link.
+      rememberRoom({
+        id: room.id,
+        name: room.name ?? trimmed,
+        token: room.token ?? null,
+        hostToken: room.hostToken ?? null,
+      });
+      // The invite token goes into the room's address, the invite link.
       navigate(roomPath(room.id, room.token));
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
@@ -166,12 +176,26 @@ function CreateRoom() {
 function JoinByLink() {
   const [link, setLink] = useState("");
   const [error, setError] = useState<string | null>(null);
-  const submit = (e: FormEvent) => {
+  const [checking, setChecking] = useState(false);
+  const submit = async (e: FormEvent) => {
     e.preventDefault();
     const room = roomFromLink(link);
     if (!room) {
       setError("That is not a room link or room id.");
       return;
+    }
+    // Joining a room that does not exist would create it: a typo must not make a room.
+    setChecking(true);
+    try {
+      if (!(await roomExists(room.roomId, room.token))) {
+        setError(`There is no room "${room.roomId}" (or its link is missing its invite token).`);
+        return;
+      }
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+      return;
+    } finally {
+      setChecking(false);
     }
     navigate(roomPath(room.roomId, room.token));
   };
@@ -188,10 +212,52 @@ function JoinByLink() {
           setError(null);
         }}
       />
-      <button type="submit" disabled={!link.trim()}>
+      <button type="submit" data-testid="join-link-submit" disabled={!link.trim() || checking}>
         Join
       </button>
-      {error && <p className="error">{error}</p>}
+      {error && (
+        <p className="error" data-testid="join-link-error" role="alert">
+          {error}
+        </p>
+      )}
     </form>
+  );
+}
+
+/** Rooms this browser created or joined, private ones with their tokens: nobody is locked
+ * out of their own room for want of the copied link. */
+function MyRooms() {
+  const [rooms, setRooms] = useState<MyRoom[]>(myRooms);
+  if (rooms.length === 0) return null;
+  return (
+    <section className="card" data-testid="my-rooms">
+      <h2>My rooms</h2>
+      <ul className="room-list">
+        {rooms.map((room) => (
+          <li key={room.id} data-testid="my-room" data-room-id={room.id}>
+            <Link href={roomPath(room.id, room.token)} className="room-link">
+              <span className="room-name" dir="auto">
+                {room.name || room.id}
+              </span>
+              <span className="room-meta">
+                {room.token && <span className="tag">private</span>}
+                {room.hostToken && <span className="tag">host</span>}
+              </span>
+            </Link>
+            <button
+              type="button"
+              className="link small"
+              aria-label={`Forget ${room.name || room.id}`}
+              onClick={() => {
+                forgetRoom(room.id);
+                setRooms(myRooms());
+              }}
+            >
+              Forget
+            </button>
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }

@@ -1,6 +1,7 @@
 import { memo, useDeferredValue } from "react";
 import type { PlayerState } from "../audio/player";
 import type { OutgoingMessage } from "../live/connection";
+import { personStyle } from "../lib/identity";
 import { clockTime, fullTime } from "../lib/time";
 import { Markdown } from "../markdown/Markdown";
 import type { ChatMessage } from "../sync/events";
@@ -44,7 +45,12 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
       data-ai={message.isAI ? "true" : "false"}
     >
       <div className="meta">
-        <bdi className="author">{message.username || (message.isAI ? "Tom" : "?")}</bdi>
+        <bdi
+          className={message.isAI ? "author" : "author person"}
+          style={message.isAI ? undefined : personStyle(message.username)}
+        >
+          {message.username || (message.isAI ? "Tom" : "?")}
+        </bdi>
         {message.source === "voice" && <span className="tag">voice</span>}
         <time dateTime={message.timestamp} title={fullTime(message.timestamp)}>
           {clockTime(message.timestamp)}
@@ -113,7 +119,7 @@ export function OutgoingItem({ item, username, onRetry, onDiscard }: OutgoingPro
       <div className="meta">
         <bdi className="author">{username}</bdi>
         <span className={`status status-${item.state}`}>
-          {item.state === "sending" ? "sending…" : "not sent"}
+          {item.state === "sending" ? "sending…" : item.state === "waiting" ? "waiting…" : "not sent"}
         </span>
       </div>
       <div className="bubble">

@@ -13,6 +13,8 @@ import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { ExportMenu } from "./ExportMenu";
+import { HoldNotice, HostControls } from "./HostControls";
+import { personStyle, rememberRoom } from "../lib/identity";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
 import { ThemeToggle } from "./ThemeToggle";
@@ -29,7 +31,18 @@ interface RoomProps {
 export function RoomPage({ roomId, token }: RoomProps) {
   const [username, setUsername] = useState(() => cleanUsername(loadUsername()));
   if (!username) return <UsernameGate roomId={roomId} token={token} onDone={setUsername} />;
-  return <RoomSession key={`${username}\n${token}`} roomId={roomId} token={token} username={username} />;
+  return (
+    <RoomSession
+      key={`${username}\n${token}`}
+      roomId={roomId}
+      token={token}
+      username={username}
+      onChangeName={(name) => {
+        saveUsername(name);
+        setUsername(name);
+      }}
+    />
+  );
 }
 
 /** Asked once per browser: the name is remembered for every room after. */
@@ -79,7 +92,12 @@ function UsernameGate({ roomId, token, onDone }: RoomProps & { onDone: (name: st
   );
 }
 
-function RoomSession({ roomId, token, username }: RoomProps & { username: string }) {
+function RoomSession({
+  roomId,
+  token,
+  username,
+  onChangeName,
+}: RoomProps & { username: string; onChangeName: (name: string) => void }) {
   const [connection, setConnection] = useState<RoomConnection | null>(null);
 
   // The connection lives exactly as long as this component is on screen.
@@ -96,19 +114,23 @@ function RoomSession({ roomId, token, username }: RoomProps & { username: string
   }, [roomId, token, username]);
 
   if (!connection) return null;
-  return <RoomScreen connection={connection} token={token} username={username} />;
+  return <RoomScreen connection={connection} token={token} username={username} onChangeName={onChangeName} />;
 }
 
 interface ScreenProps {
   connection: RoomConnection;
   token: string | null;
   username: string;
+  onChangeName: (name: string) => void;
 }
 
-function RoomScreen({ connection, token, username }: ScreenProps) {
+function RoomScreen({ connection, token, username: chosen, onChangeName }: ScreenProps) {
   const { roomId, sync } = connection;
   const view = useStore(sync.subscribe, sync.getView);
   const status = useStore(connection.subscribe, connection.getStatus);
+  // The name as the room knows it (the server keeps the form it was first bound in).
+  const username = status.you?.username ?? chosen;
+  const host = status.you?.role === "host";
   const player = voicePlayer();
   const audio = useStore(player.subscribe, player.getState);
   const [stopError, setStopError] = useState<string | null>(null);
@@ -153,7 +175,11 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
       () => setRoom({ name: roomId, private: false }),
     );
   }, [view.joined, room, roomId, token]);
-  const title = room?.name ?? roomId;
+  const title = status.roomName ?? room?.name ?? roomId;
+  // "My rooms": every room this browser got into, private ones with their token.
+  useEffect(() => {
+    if (view.joined && room !== null) rememberRoom({ id: roomId, name: title, token });
+  }, [view.joined, room, roomId, title, token]);
   useEffect(() => {
     document.title = tabTitle(title, missed.unreadCount);
   }, [title, missed.unreadCount]);
@@ -184,6 +210,19 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
             Replay
           </Link>
           <ExportMenu roomId={roomId} token={token} />
+          {status.locked && (
+            <span className="tag" data-testid="room-locked" title="No new names may join">
+              locked
+            </span>
+          )}
+          {host && (
+            <HostControls
+              connection={connection}
+              name={title}
+              locked={status.locked}
+              isPrivate={Boolean(room?.private)}
+            />
+          )}
         </div>
         {features?.tts && <VoiceControls player={player} state={audio} />}
         <ThemeToggle />
@@ -206,7 +245,10 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           {audio.notice}
         </div>
       )}
-      {status.fatal && (
+      {status.fatal && status.fatalCode === "name_taken" && (
+        <NameTaken message={status.fatal} onChoose={onChangeName} />
+      )}
+      {status.fatal && status.fatalCode !== "name_taken" && (
         <div className="banner error" data-testid="room-error" role="alert">
           <span>Could not join this room: {status.fatal}.</span>
           <button
@@ -260,9 +302,35 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           </div>
           <ul>
             {status.members.map((name) => (
-              <li key={name} data-testid="member" className={name === username ? "me" : ""}>
-                <bdi>{name}</bdi>
+              <li
+                key={name}
+                data-testid="member"
+                data-host={status.hosts.includes(name) || undefined}
+                className={name === username ? "me" : ""}
+              >
+                <bdi className="person" style={personStyle(name)}>
+                  {name}
+                </bdi>
                 {name === username && <span className="muted"> (you)</span>}
+                {status.hosts.includes(name) && (
+                  <span className="tag" data-testid="host-mark" title="Runs this room">
+                    host
+                  </span>
+                )}
+                {host && name !== username && (
+                  <button
+                    type="button"
+                    className="link small"
+                    data-testid="kick"
+                    aria-label={`Remove ${name} from the room`}
+                    onClick={() => {
+                      if (window.confirm(`Remove ${name} from this room? They cannot come back.`))
+                        void connection.kick(name).catch((e: unknown) => setStopError(String(e)));
+                    }}
+                  >
+                    Remove
+                  </button>
+                )}
               </li>
             ))}
           </ul>
@@ -274,6 +342,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
       <TypingIndicator typing={connection.typing} />
 
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
+      <HoldNotice until={status.holdUntil} />
       <Composer
         disabled={!view.joined || status.fatal !== null}
         focusWhenReady={view.joined}
@@ -308,5 +377,37 @@ function CopyLink({ roomId, token }: RoomProps) {
     <button type="button" className="link small" onClick={copy} data-testid="copy-link">
       {copied ? "Link copied" : "Invite link"}
     </button>
+  );
+}
+
+/** The name is someone else's in this room (or a character's): offer to take another. */
+function NameTaken({ message, onChoose }: { message: string; onChoose: (name: string) => void }) {
+  const [name, setName] = useState("");
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const clean = cleanUsername(name);
+    if (clean) onChoose(clean);
+  };
+  return (
+    <form className="banner error" data-testid="name-taken" role="alert" onSubmit={submit}>
+      <span>{message[0]?.toUpperCase() + message.slice(1)}.</span>
+      <input
+        data-testid="other-name-input"
+        aria-label="Another name"
+        value={name}
+        maxLength={MAX_USERNAME_CHARS}
+        placeholder="Another name"
+        dir="auto"
+        onChange={(e) => setName(e.target.value)}
+      />
+      <button
+        type="submit"
+        className="primary small"
+        data-testid="other-name-submit"
+        disabled={!cleanUsername(name)}
+      >
+        Use this name
+      </button>
+    </form>
   );
 }

@@ -9,11 +9,14 @@ import { io, type Socket } from "socket.io-client";
 import type {
   AckError,
   JoinAck,
+  Kicked,
   PresencePayload,
+  RoomChanged,
   SendAck,
   TypingPayload,
   WireMessage,
 } from "../api/protocol";
+import { loadOutbox, memberKey, myRoom, saveOutbox } from "../lib/identity";
 import { fromLive, LIVE_EVENTS } from "../sync/events";
 import { RoomSync } from "../sync/roomState";
 import { Throttle, TypingPeople } from "./typing";
@@ -24,7 +27,8 @@ export interface OutgoingMessage {
   clientId: string;
   kind: "text" | "voice";
   content: string;
-  state: "sending" | "failed";
+  /** `waiting`: held back until the server's `retryAfter` has passed (`holdUntil`). */
+  state: "sending" | "waiting" | "failed";
   error: string | null;
   /** The failure's code: `offline` and `timeout` are sent again by themselves on rejoin. */
   errorCode?: string;
@@ -42,6 +46,17 @@ export interface ConnectionStatus {
   outbox: readonly OutgoingMessage[];
   /** A problem that stops the room from working (e.g. a refused join), for the person. */
   fatal: string | null;
+  /** What kind of problem: `name_taken` (choose another name), `kicked`, or another code. */
+  fatalCode: string | null;
+  /** Who the server takes this page for, once joined. */
+  you: { username: string; role: "host" | "member" } | null;
+  /** The members who host the room. */
+  hosts: readonly string[];
+  locked: boolean;
+  /** The room's name as its host last set it (null: not renamed while here). */
+  roomName: string | null;
+  /** Sending is paused until this time (ms since the epoch): the server said to slow down. */
+  holdUntil: number | null;
 }
 
 const ACK_TIMEOUT_MS = 10_000;
@@ -52,8 +67,6 @@ const FATAL_JOIN_CODES = new Set(["bad_request", "forbidden", "not_found"]);
 
 /** Codes after which the same request (same clientId) is simply sent again later. */
 const RESEND_CODES = new Set(["offline", "timeout"]);
-/** How often a rate-limited message waits and tries again before it is shown as failed. */
-const RATE_LIMIT_TRIES = 5;
 
 export class AckFailure extends Error {
   constructor(
@@ -82,7 +95,22 @@ export class RoomConnection {
     this.socket.emit("typing", { roomId: this.roomId }, () => {}),
   );
   private readonly socket: Socket;
-  private status: ConnectionStatus = { state: "connecting", sent: 0, members: [], outbox: [], fatal: null };
+  private status: ConnectionStatus = {
+    state: "connecting",
+    sent: 0,
+    members: [],
+    outbox: [],
+    fatal: null,
+    fatalCode: null,
+    you: null,
+    hosts: [],
+    locked: false,
+    roomName: null,
+    holdUntil: null,
+  };
+  /** True between a join's ack and the next disconnect: only then is the outbox sent. */
+  private joined = false;
+  private pumping = false;
   private readonly listeners = new Set<() => void>();
   /** Bumped on every (re)join so that a stale answer is ignored. */
   private joinAttempt = 0;
@@ -111,6 +139,7 @@ export class RoomConnection {
     this.socket.on("connect", () => void this.join());
     this.socket.on("disconnect", (reason) => {
       this.joinAttempt++;
+      this.joined = false;
       this.setStatus({ state: "reconnecting" });
       // After a server-side disconnect Socket.IO does not come back by itself.
       if (reason === "io server disconnect" && !this.stopped) this.socket.connect();
@@ -123,9 +152,29 @@ export class RoomConnection {
       });
     }
     this.socket.on("presence", (p: PresencePayload) => {
-      if (p?.roomId === roomId && Array.isArray(p.members)) this.setStatus({ members: p.members });
+      if (p?.roomId === roomId && Array.isArray(p.members))
+        this.setStatus({ members: p.members, hosts: Array.isArray(p.hosts) ? p.hosts : [] });
     });
     this.listenForTyping();
+    this.socket.on("roomChanged", (p: RoomChanged) => {
+      if (p?.roomId === roomId) this.setStatus({ roomName: p.name, locked: p.locked });
+    });
+    this.socket.on("kicked", (p: Kicked) => {
+      if (p?.roomId !== roomId) return;
+      // Removed by the host: this name's key may not come back, so stop trying.
+      this.stopped = true;
+      this.socket.disconnect();
+      this.setStatus({ fatal: `${p.by} removed you from this room`, fatalCode: "kicked" });
+    });
+    // What waited to be sent when this page was last closed goes first, in its order.
+    const stored = loadOutbox(roomId, username).map((m): OutgoingMessage => ({
+      ...m,
+      kind: "text",
+      state: "sending",
+      error: null,
+      messageId: null,
+    }));
+    if (stored.length) this.status = { ...this.status, outbox: stored };
     // A sent message leaves the outbox once the transcript shows it.
     this.unsubscribeSync = this.sync.subscribe(() => this.pruneOutbox());
   }
@@ -160,7 +209,18 @@ export class RoomConnection {
   };
 
   private setStatus(patch: Partial<ConnectionStatus>): void {
+    const before = this.status.outbox;
     this.status = { ...this.status, ...patch };
+    if (patch.outbox && patch.outbox !== before) {
+      // Kept across reloads: text not yet seen in the transcript (voice is too big to keep).
+      saveOutbox(
+        this.roomId,
+        this.username,
+        this.status.outbox
+          .filter((m) => m.kind === "text")
+          .map((m) => ({ clientId: m.clientId, content: m.content })),
+      );
+    }
     for (const l of this.listeners) l();
   }
 
@@ -168,7 +228,7 @@ export class RoomConnection {
 
   /** After a refused join: the person asks to try once more (a token may have been fixed). */
   retryJoin(): void {
-    this.setStatus({ fatal: null });
+    this.setStatus({ fatal: null, fatalCode: null });
     if (this.socket.connected) void this.join();
     else this.socket.connect();
   }
@@ -184,17 +244,29 @@ export class RoomConnection {
         username: this.username,
         since: this.sync.since,
         token: this.token,
+        // The key that holds this browser's names; the host token of a room it created.
+        memberKey: memberKey(),
+        hostToken: myRoom(this.roomId)?.hostToken ?? undefined,
       });
       if (attempt !== this.joinAttempt) return;
       this.sync.applyAck(ack);
       this.everJoined = true;
-      this.setStatus({ state: "live", fatal: null });
+      this.joined = true;
+      this.setStatus({
+        state: "live",
+        fatal: null,
+        fatalCode: null,
+        you: ack.you ?? this.status.you,
+        locked: ack.locked ?? this.status.locked,
+      });
       this.retryOutbox();
     } catch (error) {
       if (attempt !== this.joinAttempt) return;
       this.sync.ackFailed();
       if (error instanceof AckFailure && FATAL_JOIN_CODES.has(error.code)) {
-        this.setStatus({ fatal: error.message });
+        const taken = error.code === "forbidden" && error.message.includes("is taken in this room");
+        const reserved = error.code === "forbidden" && error.message.includes("character");
+        this.setStatus({ fatal: error.message, fatalCode: taken || reserved ? "name_taken" : error.code });
         return;
       }
       // Transient (timeout, unavailable, rate limited): try again while connected.
@@ -289,48 +361,83 @@ export class RoomConnection {
 
   /** Send a failed message again; the same clientId means the server never doubles it. */
   retry(clientId: string): void {
-    const item = this.status.outbox.find((m) => m.clientId === clientId);
-    if (item) this.deliver({ ...item, state: "sending", error: null });
+    this.updateOutbox(clientId, { state: "sending", error: null, errorCode: undefined });
+    this.pump();
   }
 
   discard(clientId: string): void {
     this.setStatus({ outbox: this.status.outbox.filter((m) => m.clientId !== clientId) });
+    this.pump();
   }
 
   async stopGeneration(messageId: string): Promise<void> {
     await this.call("stopGeneration", { roomId: this.roomId, messageId });
   }
 
-  private enqueue(item: OutgoingMessage): void {
-    this.setStatus({ outbox: [...this.status.outbox, item], sent: this.status.sent + 1 });
-    this.deliver(item);
+  // --- the host's acts (the server refuses them to anyone else) -------------------------
+
+  async kick(username: string): Promise<void> {
+    await this.call("kickMember", { roomId: this.roomId, username });
   }
 
-  private async deliver(item: OutgoingMessage): Promise<void> {
-    this.updateOutbox(item.clientId, { state: "sending", error: null, errorCode: undefined });
-    for (let tries = 1; ; tries++) {
-      try {
-        const ack = await this.post(item);
-        this.updateOutbox(item.clientId, {
-          messageId: ack.messageId,
-          content: "content" in ack ? ack.content : item.content,
-        });
-        this.pruneOutbox();
-        return;
-      } catch (error) {
-        const failure = error instanceof AckFailure ? error : new AckFailure("unknown", String(error));
-        // Asked to slow down: wait as long as the server says, then the same request again.
-        if (failure.code === "rate_limited" && tries < RATE_LIMIT_TRIES && !this.stopped) {
-          await sleep(Math.min(failure.retryAfterMs ?? 1000, 10_000));
-          continue;
+  async setLocked(locked: boolean): Promise<void> {
+    await this.call("lockRoom", { roomId: this.roomId, locked });
+  }
+
+  async rename(name: string): Promise<void> {
+    await this.call("renameRoom", { roomId: this.roomId, name });
+  }
+
+  private enqueue(item: OutgoingMessage): void {
+    this.setStatus({ outbox: [...this.status.outbox, item], sent: this.status.sent + 1 });
+    this.pump();
+  }
+
+  private pump(): void {
+    if (!this.pumping) void this.runPump();
+  }
+
+  /**
+   * Sends the outbox strictly in order, one message at a time: the next goes only once the
+   * one before it was accepted. Refused with `rate_limited`, the message and every one after
+   * it wait until the server's `retryAfter` has passed; offline, they wait for the rejoin.
+   * A message refused for good (too long, say) is marked failed and the rest go on.
+   */
+  private async runPump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (!this.stopped && this.joined) {
+        const item = this.status.outbox.find((m) => m.messageId === null && m.state !== "failed");
+        if (!item) return;
+        this.updateOutbox(item.clientId, { state: "sending", error: null, errorCode: undefined });
+        try {
+          const ack = await this.post(item);
+          this.updateOutbox(item.clientId, {
+            messageId: ack.messageId,
+            content: "content" in ack ? ack.content : item.content,
+          });
+          this.pruneOutbox();
+        } catch (error) {
+          const failure = error instanceof AckFailure ? error : new AckFailure("unknown", String(error));
+          if (failure.code === "rate_limited") {
+            const wait = Math.max(failure.retryAfterMs ?? 1000, 100);
+            this.updateOutbox(item.clientId, { state: "waiting", error: failure.message });
+            this.setStatus({ holdUntil: Date.now() + wait });
+            await sleep(wait);
+            this.setStatus({ holdUntil: null });
+            continue;
+          }
+          this.updateOutbox(item.clientId, {
+            state: "failed",
+            error: failure.message,
+            errorCode: failure.code,
+          });
+          // Offline or slow: this one and the ones after it wait for the rejoin, in order.
+          if (RESEND_CODES.has(failure.code)) return;
         }
-        this.updateOutbox(item.clientId, {
-          state: "failed",
-          error: failure.message,
-          errorCode: failure.code,
-        });
-        return;
       }
+    } finally {
+      this.pumping = false;
     }
   }
 
@@ -349,9 +456,14 @@ export class RoomConnection {
 
   /** After a rejoin, send again what failed only because the connection was down or slow. */
   private retryOutbox(): void {
-    for (const item of this.status.outbox) {
-      if (item.state === "failed" && RESEND_CODES.has(item.errorCode ?? "")) this.retry(item.clientId);
-    }
+    this.setStatus({
+      outbox: this.status.outbox.map((m) =>
+        m.state === "failed" && RESEND_CODES.has(m.errorCode ?? "")
+          ? { ...m, state: "sending", error: null, errorCode: undefined }
+          : m,
+      ),
+    });
+    this.pump();
   }
 
   private updateOutbox(clientId: string, patch: Partial<OutgoingMessage>): void {
