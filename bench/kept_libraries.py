@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import struct
 import subprocess
@@ -176,7 +177,59 @@ def bench_durations(rev: str) -> None:
         )
 
 
-PARTS: dict[str, Callable[[str], None]] = {"sse": bench_sse, "durations": bench_durations}
+# -- rate limits -----------------------------------------------------------------------------
+
+
+async def bench_ratelimit(rev: str) -> None:
+    import os
+
+    import redis
+
+    from tomchat.domain.limits import Rate
+    from tomchat.live import ratelimit as after
+
+    before = old_module("live/ratelimit.py", rev)
+    rate = Rate(burst=8, per_second=1.0)  # the messages default
+    users = 1000
+    header(f"Rate limits: one check of (connection, name), {users:,} users taking turns")
+    old = before.Limiter("messages", rate)
+    n = 0
+
+    def old_check() -> None:
+        nonlocal n
+        n += 1
+        with contextlib.suppress(before.RateLimited):
+            old.check([f"sid-{n % users}", f"user-{n % users}"])
+
+    async def timed(limiter: Any, calls: int = 20_000) -> float:
+        started = time.perf_counter()
+        for i in range(calls):
+            with contextlib.suppress(after.RateLimited):
+                await limiter.check([f"sid-{i % users}", f"user-{i % users}"])
+        return (time.perf_counter() - started) / calls * 1e6
+
+    memory = after.Limiter("messages", rate, after.RateLimitStores())
+    row("µs per check, in memory", per_call_us(old_check), await timed(memory), "µs")
+    url = os.environ.get("TOMCHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"tomchat-bench-{os.getpid()}"
+    shared = after.Limiter("messages", rate, after.RateLimitStores(url, prefix))
+    row(
+        "µs per check, names in Redis (shared by processes)",
+        "per process",
+        await timed(shared, 5000),
+        "µs",
+    )
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
+PARTS: dict[str, Callable[[str], Any]] = {
+    "sse": bench_sse,
+    "durations": bench_durations,
+    "ratelimit": bench_ratelimit,
+}
 
 
 def main() -> None:
