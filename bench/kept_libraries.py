@@ -225,10 +225,76 @@ async def bench_ratelimit(rev: str) -> None:
     client.close()
 
 
+# -- terminal --------------------------------------------------------------------------------
+
+
+def _import_ms(module: str) -> float:
+    """A fresh interpreter's cost of importing ``module`` (best of three), in ms."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        for _ in range(3)
+    ]
+    return min(runs) * 1000
+
+
+def bench_terminal(rev: str) -> None:
+    import rich.progress
+    from rich.console import Console
+
+    from tomchat.cli import terminal as after
+
+    before = old_module("cli/terminal.py", rev)
+    header("Terminal: progress bar and replay colours")
+    # Ours costs nothing to import beyond tomchat itself; rich is loaded on top of that.
+    row("extra import, ms: progress bar (ours | rich.progress)", 0.0, _import_ms("rich.progress"))
+    row("extra import, ms: replay colours (ours | rich.console)", 0.0, _import_ms("rich.console"))
+
+    def frames(progress_class: Any) -> int:
+        out = io.StringIO()
+        bar = progress_class(1000, out, clock=iter(range(0, 10**6)).__next__)
+        for _ in range(1000):
+            bar.advance(1)
+        bar.close()
+        return out.getvalue().count("\r")
+
+    out = io.StringIO()
+    with rich.progress.Progress(console=Console(file=out)) as bar:
+        task = bar.add_task("messages", total=1000)
+        for _ in range(1000):
+            bar.advance(task)
+    row(
+        "redraws to a non-terminal (a log) over 1,000 steps",
+        frames(before.Progress),
+        out.getvalue().count("\r"),
+        "",
+    )
+    colour = [
+        before.ReplayPrinter(io.StringIO(), color=True),
+        after.ReplayPrinter(io.StringIO(), color=True),
+    ]
+    spans = [
+        p.style.ai("Tom") + p.style.dim("[12:00:00]") + p.style.mark("[stopped]") for p in colour
+    ]
+    row(
+        "same colour codes (bold cyan, dim, yellow)",
+        "yes" if spans[0] == spans[1] else "no",
+        "",
+        "",
+    )
+    row(
+        "µs per styled span",
+        per_call_us(lambda: colour[0].style.ai("Tom")),
+        per_call_us(lambda: colour[1].style.ai("Tom")),
+        "µs",
+    )
+
+
 PARTS: dict[str, Callable[[str], Any]] = {
     "sse": bench_sse,
     "durations": bench_durations,
     "ratelimit": bench_ratelimit,
+    "terminal": bench_terminal,
 }
 
 

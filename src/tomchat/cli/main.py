@@ -315,7 +315,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise CliError(f"--max-pause must be 0 to 3600 seconds, not {args.max_pause:g}")
     settings = Settings.from_env()
     _open_for_reading(settings)
-    printer = ReplayPrinter(sys.stdout, color=sys.stdout.isatty())
+    printer = ReplayPrinter(sys.stdout, color=None)  # colours only where they show
 
     async def run() -> None:
         db = Database(settings.database_url)
