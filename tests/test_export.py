@@ -6,6 +6,8 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tomchat.chat.export import md_escape, render_all
 from tomchat.cli.terminal import Progress, ReplayPrinter
 from tomchat.domain.events import Event, RecordedEvent, ReplyChunk, ReplyCompleted, ReplyStarted
@@ -157,3 +159,34 @@ def test_audio_links_carry_the_invite_token() -> None:
     out = render_all("markdown", summary(1), [[voiced]], "http://h:1/", "t+k/=")
     assert "[audio](http://h:1/media/v-0123.mp3?token=t%2Bk%2F%3D)" in out
     assert "token" not in render_all("markdown", summary(1), [[voiced]], "http://h:1/")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("out", "env", "coloured"),
+    [
+        (io.StringIO(), {}, False),  # a pipe or a file: never colour codes
+        (_Terminal(), {}, True),
+        (_Terminal(), {"NO_COLOR": "1"}, False),
+        (_Terminal(), {"TERM": "dumb"}, False),
+    ],
+)
+def test_replay_colours_only_where_they_show(
+    out: io.StringIO, env: dict[str, str], coloured: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    printer = ReplayPrinter(out, color=None)
+    printer.show(recorded(1, ReplyStarted(message_id="r", character="Tom")))
+    printer.finish()
+    written = out.getvalue()
+    assert ("\x1b[1;36mTom\x1b[0m" in written) is coloured
+    assert ("\x1b" in written) is coloured
+    assert written.endswith(": \n")

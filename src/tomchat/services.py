@@ -21,6 +21,7 @@ from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
 from tomchat.domain.character import Character
 from tomchat.live.publisher import Publisher
+from tomchat.live.ratelimit import RateLimitStores
 from tomchat.live.server import LiveServer
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media.files import MediaStore
@@ -112,6 +113,7 @@ class Services:
             presence=presence,
             people=people,
             trusted=trusted,
+            rate_limits=RateLimitStores(settings.redis_url, settings.redis_prefix),
         )
         publisher = Publisher(sio, reader)
         store.subscribe(publisher.on_commit)

@@ -39,8 +39,14 @@ def opus(seconds: float) -> bytes:
 
 
 def vorbis(seconds: float, rate: int = 44100) -> bytes:
-    head = b"\x01vorbis" + struct.pack("<IBI", 0, 1, rate) + bytes(15)
-    return ogg_page(0, head, first=True) + ogg_page(round(seconds * rate), bytes(60))
+    # Bitrates (3 x int32), block sizes (256/2048), then the framing bit the spec requires.
+    head = b"\x01vorbis" + struct.pack("<IBI", 0, 1, rate) + bytes(12) + b"\xb8\x01"
+    comments = b"\x03vorbis" + struct.pack("<II", 0, 0) + b"\x01"  # no vendor, no tags
+    return (
+        ogg_page(0, head, first=True)
+        + ogg_page(0, comments)
+        + ogg_page(round(seconds * rate), bytes(60))
+    )
 
 
 def ebml(element: int, body: bytes, *, unknown_size: bool = False) -> bytes:

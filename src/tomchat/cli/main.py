@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -361,7 +362,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise CliError(f"--max-pause must be 0 to 3600 seconds, not {args.max_pause:g}")
     settings = Settings.from_env()
     _open_for_reading(settings)
-    printer = ReplayPrinter(sys.stdout, color=sys.stdout.isatty())
+    printer = ReplayPrinter(sys.stdout, color=None)  # colours only where they show
 
     async def run() -> None:
         db = Database(settings.database_url)
@@ -379,6 +380,90 @@ def cmd_replay(args: argparse.Namespace) -> None:
             await db.dispose()
 
     asyncio.run(run())
+
+
+def cmd_rooms_delete(args: argparse.Namespace) -> None:
+    from tomchat.cli.ops import delete_room
+    from tomchat.store.database import Database
+    from tomchat.store.rooms import RoomReader
+
+    settings = Settings.from_env()
+    _open_for_reading(settings)
+
+    async def head() -> int | None:
+        db = Database(settings.database_url)
+        try:
+            room = await RoomReader(db).room(args.room)
+        finally:
+            await db.dispose()
+        return room.version if room is not None else None
+
+    version = asyncio.run(head())
+    if version is None:
+        raise CliError(f"no room {args.room!r}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("not on a terminal: pass --yes to delete without asking")
+        answer = input(
+            f"Delete room {args.room!r}: its {version} events, messages and audio files, "
+            "for good? Type the room id to confirm: "
+        )
+        if answer.strip() != args.room:
+            raise CliError("not deleted: the answer was not the room id")
+    done = asyncio.run(delete_room(settings, args.room))
+    rows = ", ".join(f"{n} {t}" for t, n in sorted(done.rows.items())) or "no other rows"
+    print(
+        f"deleted room {args.room}: {done.events} events, {rows}, "
+        f"{len(done.files)} audio files" + (", its presence in Redis" if done.presence_keys else "")
+    )
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from tomchat.cli.ops import backup_sqlite, pg_dump_command
+    from tomchat.store.database import check_database_url, sqlite_path
+
+    settings = Settings.from_env()
+    check_database_url(settings.database_url)
+    target = Path(args.file)
+    source = sqlite_path(settings.database_url)
+    if source is None:
+        print(
+            "PostgreSQL is backed up by its own tool; run (password from PGPASSWORD or ~/.pgpass):",
+            file=sys.stderr,
+        )
+        print(pg_dump_command(settings.database_url, target))
+        return
+    if not source.exists():
+        raise CliError(f"no database at {source} (set TOMCHAT_DATABASE_URL)")
+    if target.exists() and not args.force:
+        raise CliError(f"{target} exists: choose another name or pass --force")
+    if not target.parent.is_dir():
+        raise CliError(f"cannot write {target}: no folder {target.parent}")
+    try:
+        pages = backup_sqlite(source, target)
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(f"backup failed: {exc}") from None
+    print(f"backed up {source} to {target} ({pages:,} pages, {target.stat().st_size:,} bytes)")
+
+
+def cmd_doctor(_args: argparse.Namespace) -> None:
+    from tomchat.cli.ops import FAIL, doctor, table
+
+    settings = Settings.from_env()
+    checks = doctor(settings)
+    table([("CHECK", "STATUS", "DETAIL"), *((c.name, c.status, c.detail) for c in checks)], print)
+    failed = [c.name for c in checks if c.status == FAIL]
+    if failed:
+        raise CliError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
+DELETE_HELP = """Delete a room for good: its events, its rows in every table that names the room (messages,
+stream, reply lease, invite token), its audio files and its presence in Redis.
+
+The event log is append-only: nothing else ever removes an event. This is the one way the log
+forgets, and it forgets a whole room: there is no undo (take a `tomchat backup` first). Run it
+while no one is in the room; a server still holding the room may write to it again.
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -412,6 +497,29 @@ def parser() -> argparse.ArgumentParser:
     host = rooms_sub.add_parser("host", help="print a fresh host token for a room")
     host.add_argument("room", help="the room id")
     host.set_defaults(func=cmd_rooms_host)
+    delete = rooms_sub.add_parser(
+        "delete",
+        help="delete a room for good: the one way the log forgets",
+        description=DELETE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    delete.add_argument("room", help="the room id")
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask to confirm")
+    delete.set_defaults(func=cmd_rooms_delete)
+
+    backup = sub.add_parser(
+        "backup",
+        help="copy the database to FILE (SQLite: online backup; PostgreSQL: prints pg_dump's line)",
+    )
+    backup.add_argument("file", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backup.set_defaults(func=cmd_backup)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="check database, migrations, Redis, providers and disk space, in one table",
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     export = sub.add_parser("export", help="write a room's transcript to a file or stdout")
     export.add_argument("room", help="the room id")

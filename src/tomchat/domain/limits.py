@@ -28,7 +28,8 @@ MAX_VERSION = 2**53
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """A token bucket: ``burst`` requests at once, refilled at ``per_second``."""
+    """``burst`` requests at once, ``per_second`` on average: a moving window of ``burst``
+    places, each freed ``burst / per_second`` seconds after it was taken (live/ratelimit.py)."""
 
     burst: float
     per_second: float

@@ -1,93 +1,94 @@
-"""Token buckets for the live edge: per connection and per username.
+"""Rate limits for the live edge, per connection and per username, kept by ``limits``.
 
-A bucket holds up to ``burst`` tokens and refills at ``per_second``; a request takes one.
-Buckets are kept only while they are not full: a full bucket behaves exactly like a missing
-one, so idle names are forgotten and a stream of throwaway usernames cannot grow memory
-without bound.
+A ``Rate(burst, per_second)`` is a moving window: at most ``burst`` requests in any
+``burst / per_second`` seconds (rounded up to whole seconds, the library's finest unit). A
+refusal says exactly when the oldest request in the window leaves it (``retryAfter``).
+
+Where the windows live: a connection lives on one process, so its windows stay in that
+process's memory; a username can be used from several processes at once, so with
+``TOMCHAT_REDIS_URL`` its windows are in Redis and every process counts against the same
+ones. Entries expire with their window, so idle names are forgotten (in memory by the
+library's expiry task, in Redis by key expiry).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 # RateLimited lives with the other errors, so the error table (wire.errors) needs no edge.
 from tomchat.domain.errors import RateLimited
 from tomchat.domain.limits import Rate
 
-__all__ = ["Limiter", "RateLimited", "TokenBuckets"]
-
-Clock = Callable[[], float]
+__all__ = ["Limiter", "RateLimitStores", "RateLimited", "window"]
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    updated: float
+class RateLimitStores:
+    """Where the windows are kept: ``local`` for connections, ``shared`` for usernames."""
+
+    def __init__(self, redis_url: str | None = None, prefix: str = "tomchat") -> None:
+        self.local: Storage = MemoryStorage()
+        self.shared: Storage = (
+            RedisStorage(
+                f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits"
+            )
+            if redis_url
+            else self.local
+        )
 
 
-class TokenBuckets:
-    """Buckets of one rate, by key."""
-
-    def __init__(self, rate: Rate, clock: Clock = time.monotonic) -> None:
-        if rate.burst < 1 or rate.per_second <= 0:
-            raise ValueError(f"a rate needs burst >= 1 and per_second > 0, got {rate}")
-        self.rate = rate
-        self.clock = clock
-        self._buckets: dict[Hashable, _Bucket] = {}
-        self._prune_at = 1024
-
-    def _level(self, key: Hashable, now: float) -> float:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return self.rate.burst
-        elapsed = max(0.0, now - bucket.updated)
-        return min(self.rate.burst, bucket.tokens + elapsed * self.rate.per_second)
-
-    def wait(self, key: Hashable, now: float) -> float:
-        """Seconds until ``key`` may make one request (0 if it may now)."""
-        level = self._level(key, now)
-        return 0.0 if level >= 1 else (1 - level) / self.rate.per_second
-
-    def take(self, key: Hashable, now: float) -> None:
-        self._buckets[key] = _Bucket(self._level(key, now) - 1, now)
-        if len(self._buckets) >= self._prune_at:
-            self._prune(now)
-
-    def forget(self, key: Hashable) -> None:
-        self._buckets.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def _prune(self, now: float) -> None:
-        self._buckets = {
-            k: b for k, b in self._buckets.items() if self._level(k, now) < self.rate.burst
-        }
-        # Pruning again only after the table has doubled keeps it amortised O(1) per take.
-        self._prune_at = max(1024, 2 * len(self._buckets))
+def window(what: str, rate: Rate) -> RateLimitItem:
+    if rate.burst < 1 or rate.per_second <= 0:
+        raise ValueError(f"a rate needs burst >= 1 and per_second > 0, got {rate}")
+    seconds = max(1, math.ceil(rate.burst / rate.per_second))
+    return RateLimitItemPerSecond(int(rate.burst), seconds, namespace=what.replace(" ", "-"))
 
 
 class Limiter:
-    """One kind of request (messages, voice, joins) limited under several keys at once."""
+    """One kind of request (messages, voice, joins) limited under several keys at once:
+    the first key is the connection, any others are names."""
 
-    def __init__(self, what: str, rate: Rate, clock: Clock = time.monotonic) -> None:
+    def __init__(self, what: str, rate: Rate, stores: RateLimitStores | None = None) -> None:
         self.what = what
-        self.buckets = TokenBuckets(rate, clock)
+        self.item = window(what, rate)
+        stores = stores or RateLimitStores()
+        self._local = MovingWindowRateLimiter(stores.local)
+        self._shared = MovingWindowRateLimiter(stores.shared)
 
-    def check(self, keys: Sequence[Hashable]) -> None:
-        """Take a token under every key, or none at all and raise ``RateLimited``.
+    def _windows(self, keys: Sequence[str]) -> list[tuple[MovingWindowRateLimiter, str, str]]:
+        connection, *names = keys
+        return [(self._local, "connection", connection)] + [
+            (self._shared, "name", name) for name in names
+        ]
 
-        All or nothing: a request refused by the username's bucket must not also drain the
+    async def check(self, keys: Sequence[str]) -> None:
+        """Take a place under every key, or none at all and raise ``RateLimited``.
+
+        All or nothing: a request refused by the username's window must not also fill the
         connection's, or a client would be punished twice for one refusal.
         """
-        now = self.buckets.clock()
-        wait = max(self.buckets.wait(k, now) for k in keys)
+        windows = self._windows(keys)
+        wait = 0.0
+        for limiter, kind, key in windows:
+            if not await limiter.test(self.item, kind, key):
+                wait = max(wait, await self._wait(limiter, kind, key))
         if wait > 0:
             raise RateLimited(self.what, wait)
-        for key in keys:
-            self.buckets.take(key, now)
+        for limiter, kind, key in windows:
+            # Another process may take the last place between the test and this hit; then
+            # this request is refused (the places taken before it stay taken: rare, small).
+            if not await limiter.hit(self.item, kind, key):
+                raise RateLimited(self.what, await self._wait(limiter, kind, key))
 
-    def forget(self, key: Hashable) -> None:
-        self.buckets.forget(key)
+    async def _wait(self, limiter: MovingWindowRateLimiter, kind: str, key: str) -> float:
+        stats = await limiter.get_window_stats(self.item, kind, key)
+        # At least a tenth: a refusal never tells a client to retry at once.
+        return max(0.1, stats.reset_time - time.time())
+
+    async def forget(self, connection: str) -> None:
+        await self._local.clear(self.item, "connection", connection)

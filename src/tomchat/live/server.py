@@ -19,7 +19,7 @@ from tomchat.chat.identity import Admission, People, TrustedProxy, canonical_nam
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.limits import LiveLimits
-from tomchat.live.ratelimit import Limiter, RateLimited
+from tomchat.live.ratelimit import Limiter, RateLimited, RateLimitStores
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.rooms import RoomReader
 from tomchat.wire import outgoing as wire
@@ -96,6 +96,7 @@ class LiveServer:
         presence: Presence | None = None,
         people: People | None = None,
         trusted: TrustedProxy | None = None,
+        rate_limits: RateLimitStores | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
@@ -114,11 +115,12 @@ class LiveServer:
         # Who each socket is in each room it joined: sid -> room id -> admission.
         self._admitted: dict[str, dict[str, Admission]] = {}
         self._proxy_users: dict[str, str] = {}  # sid -> the name a trusted proxy gave
-        self.events_limit = Limiter("requests", self.limits.events)
-        self.messages_limit = Limiter("messages", self.limits.messages)
-        self.voice_limit = Limiter("voice messages", self.limits.voice)
-        self.joins_limit = Limiter("joins", self.limits.joins)
-        self.typing_limit = Limiter("typing", self.limits.typing)
+        stores = rate_limits or RateLimitStores()  # shared through Redis when scaled out
+        self.events_limit = Limiter("requests", self.limits.events, stores)
+        self.messages_limit = Limiter("messages", self.limits.messages, stores)
+        self.voice_limit = Limiter("voice messages", self.limits.voice, stores)
+        self.joins_limit = Limiter("joins", self.limits.joins, stores)
+        self.typing_limit = Limiter("typing", self.limits.typing, stores)
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -141,7 +143,7 @@ class LiveServer:
         """Every packet takes a token from the connection's bucket before it is even parsed."""
 
         async def counted(sid: str, data: Any) -> Ack:
-            self.events_limit.check([sid])
+            await self.events_limit.check([sid])
             return await handler(sid, data)
 
         counted.__name__ = handler.__name__
@@ -152,7 +154,7 @@ class LiveServer:
         # Behind a trusted single sign-on proxy the proxy names the user, not the client.
         proxied = self._proxy_users.get(sid)
         username = proxied or without_format_characters(p.username).strip()
-        self.joins_limit.check([sid, username])
+        await self.joins_limit.check([sid, username])
         if not await self.access.allows(p.roomId, p.token):
             raise PayloadError(
                 "forbidden", f"room {p.roomId!r} is private: join with its invite token"
@@ -237,7 +239,7 @@ class LiveServer:
         if username is None:
             raise PayloadError("forbidden", "join the room before asking to resync")
         # A resync reads up to 10,000 events: it costs what a join costs.
-        self.joins_limit.check([sid, username])
+        await self.joins_limit.check([sid, username])
         return await self._catch_up(p.roomId, p.since)
 
     async def _catch_up(self, room_id: str, since: int | None) -> Ack:
@@ -267,7 +269,7 @@ class LiveServer:
     async def send_message(self, sid: str, data: Any) -> Ack:
         p = parse(SendMessage, data)
         username = self._member(sid, p.roomId)
-        self.messages_limit.check([sid, username])
+        await self.messages_limit.check([sid, username])
         await self._room_has_space(p.roomId)
         recorded = await self.conversation.post_message(
             p.roomId, username, p.content, client_id=p.clientId
@@ -281,7 +283,7 @@ class LiveServer:
         p = parse(SendVoiceMessage, data)
         username = self._member(sid, p.roomId)
         # Limited before the audio is decoded, stored or sent to be transcribed.
-        self.voice_limit.check([sid, username])
+        await self.voice_limit.check([sid, username])
         await self._room_has_space(p.roomId)
         return await self.voice_messages.handle(lambda room_id: self._member(sid, room_id), data)
 
@@ -308,7 +310,7 @@ class LiveServer:
         p = parse(Typing, data)
         username = self._member(sid, p.roomId)
         try:
-            self.typing_limit.check([sid])
+            await self.typing_limit.check([sid])
         except RateLimited:
             return OK
         # skip_sid travels with the emit through the Redis manager: every process leaves
@@ -343,13 +345,13 @@ class LiveServer:
             self.joins_limit,
             self.typing_limit,
         ):
-            limiter.forget(sid)
+            await limiter.forget(sid)
         for room_id in await self.presence.drop(sid):
             await self.announce(room_id)
 
     async def unknown(self, event: str, sid: str, *_: Any) -> dict[str, Any]:
         try:
-            self.events_limit.check([sid])
+            await self.events_limit.check([sid])
         except RateLimited as exc:
             return refusal("unknown", exc)
         name = event[:64] if isinstance(event, str) else type(event).__name__
