@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tomchat.ai.protocols import SUMMARY_INSTRUCTION, ChatModel, ChatTurn
 from tomchat.ai.replies import bounded
 from tomchat.chat.context import Counter, as_turn, build_context, count_tokens
+from tomchat.domain.character import Character
 from tomchat.domain.events import MemorySummarized
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.event_store import EventStore
@@ -46,12 +47,19 @@ class RoomMemory:
         self.count = count
         self._summaries: dict[str, asyncio.Task[None]] = {}
 
-    async def turns(self, room_id: str, system_prompt: str) -> list[ChatTurn]:
+    async def turns(
+        self, room_id: str, system_prompt: str, speaker: Character | None = None
+    ) -> list[ChatTurn]:
         memory = await self.reader.memory(room_id)
         since = memory.through_version if memory else 0
         rows = await self.reader.since(room_id, since, HISTORY_LIMIT)
         context = build_context(
-            system_prompt, memory.summary if memory else None, rows, self.budget, self.count
+            system_prompt,
+            memory.summary if memory else None,
+            rows,
+            self.budget,
+            self.count,
+            speaker,
         )
         if context.left_out and room_id not in self._summaries:
             task = asyncio.create_task(

@@ -9,6 +9,9 @@ from typing import TextIO, assert_never
 
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -16,6 +19,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
 )
 
@@ -102,7 +106,11 @@ class ReplayPrinter:
         event, at = recorded.event, recorded.recorded_at
         match event:
             case RoomCreated(name=name, character=character):
-                self._line(at, self.style.dim(f"room {name!r} opened with {character}"))
+                names = ", ".join(m.name for m in event.cast) or character
+                self._line(at, self.style.dim(f"room {name!r} opened with {names}"))
+            case RoomCastChanged():
+                names = ", ".join(m.name for m in event.cast)
+                self._line(at, self.style.dim(f"the cast is now {names}"))
             case MessagePosted():
                 who = event.username + (" (voice)" if event.source == "voice" else "")
                 self._line(at, f"{self.style.user(who)}: {_indented(event.content)}")
@@ -130,6 +138,8 @@ class ReplayPrinter:
                 self._authors.pop(event.message_id, None)
             case ReplyAudio() | MemorySummarized():
                 pass  # nothing to show in a terminal
+            case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass  # a character's own stream, never a room's
             case _:
                 assert_never(event)
 

@@ -10,14 +10,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
 
+from tomchat.domain.character import slug
 from tomchat.domain.events import (
+    CastMember,
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
     ReplyAudio,
     ReplyChunk,
     ReplyCompleted,
+    ReplyMode,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
 )
 
@@ -41,6 +48,7 @@ class MessageRow:
     completed_at: datetime | None
     first_version: int
     last_version: int
+    character_id: str | None = None  # a reply's character; None for user messages and old rows
 
 
 class Transcript:
@@ -50,6 +58,8 @@ class Transcript:
         self.room_id = room_id
         self.name: str | None = None
         self.character: str | None = None
+        self.cast: tuple[CastMember, ...] = ()
+        self.reply_mode: ReplyMode = "single"
         self.version = 0
         # The room's latest summary of its older turns (model context only, never shown).
         self.memory: MemorySummarized | None = None
@@ -70,6 +80,11 @@ class Transcript:
         match event:
             case RoomCreated(name=name, character=character):
                 self.name, self.character = name, character
+                self.cast = event.cast or (CastMember(slug(character), character),)
+                self.reply_mode = event.reply_mode
+            case RoomCastChanged():
+                self.cast, self.reply_mode = event.cast, event.reply_mode
+                self.character = event.cast[0].name if event.cast else self.character
             case MessagePosted():
                 self._rows[event.message_id] = MessageRow(
                     id=event.message_id,
@@ -99,6 +114,7 @@ class Transcript:
                     completed_at=None,
                     first_version=v,
                     last_version=v,
+                    character_id=event.character_id,
                 )
                 self._chunks[event.message_id] = []
             case ReplyChunk():
@@ -121,6 +137,8 @@ class Transcript:
             case MemorySummarized():
                 if self.memory is None or event.through_version >= self.memory.through_version:
                     self.memory = event
+            case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass  # a character's own stream, never a room's
             case _:
                 assert_never(event)
 

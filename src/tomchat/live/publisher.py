@@ -11,6 +11,9 @@ from typing import Any, assert_never
 
 from tomchat import metrics
 from tomchat.domain.events import (
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemorySummarized,
     MessagePosted,
     RecordedEvent,
@@ -18,6 +21,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
 )
 from tomchat.live.engine_hooks import encode_event, fans_out_directly, frame_size, local_members
@@ -114,6 +118,8 @@ class Publisher:
                 ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
             ):
                 pass  # need nothing from the database
+            case RoomCastChanged() | CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass
             case _:
                 assert_never(event)
         out = live_event(recorded, info)
@@ -146,7 +152,9 @@ class Publisher:
         event = recorded.event
         match event:
             case ReplyStarted():
-                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
+                self._replies[event.message_id] = ReplyInfo(
+                    event.character, recorded.recorded_at, character_id=event.character_id
+                )
             case ReplyAudio():
                 # The final audio event usually comes after completion: never re-cache then.
                 if (known := self._replies.get(event.message_id)) is not None:
@@ -163,6 +171,8 @@ class Publisher:
                 )
             case ReplyChunk() | MessagePosted() | RoomCreated() | MemorySummarized():
                 pass
+            case RoomCastChanged() | CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass
             case _:
                 assert_never(event)
 
@@ -171,7 +181,9 @@ class Publisher:
             return info
         # Started by another process or before a restart: the projection knows.
         row = await self.reader.message(message_id)
-        return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
+        if row is None:
+            return None
+        return ReplyInfo(row.author, row.created_at, row.audio_url, row.character_id)
 
 
 def _observe_lag(recorded: RecordedEvent) -> None:

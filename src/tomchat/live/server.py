@@ -7,14 +7,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import socketio
 from msgspec import UNSET
 
 from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
+from tomchat.chat.cast import MembersRecast, RoomRoles
 from tomchat.chat.conversation import Conversation
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
+from tomchat.domain.events import RoomCastChanged
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
@@ -29,10 +32,11 @@ from tomchat.wire.incoming import (
     Resync,
     SendMessage,
     SendVoiceMessage,
+    SetCast,
     StopGeneration,
     parse,
 )
-from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, to_wire
+from tomchat.wire.payloads import OK, Ack, CastAck, CatchUpAck, SendAck, SnapshotAck, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class LiveServer:
         access: RoomAccess | None = None,
         live_limits: LiveLimits | None = None,
         presence: Presence | None = None,
+        roles: RoomRoles | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
@@ -94,6 +99,7 @@ class LiveServer:
         self.access = access or RoomAccess(reader.db)
         self.limits = live_limits or LiveLimits()
         self.presence = presence or Presence()  # SharedPresence when scaled out
+        self.roles = roles or MembersRecast()
         self.events_limit = Limiter("requests", self.limits.events)
         self.messages_limit = Limiter("messages", self.limits.messages)
         self.voice_limit = Limiter("voice messages", self.limits.voice)
@@ -105,6 +111,7 @@ class LiveServer:
             "stopGeneration": self.stop_generation,
             "resync": self.resync,
             "leaveRoom": self.leave_room,
+            "setCast": self.set_cast,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -137,7 +144,28 @@ class LiveServer:
         await self.presence.join(sid, p.roomId, username)
         ack = await self._catch_up(p.roomId, p.since)
         await self.announce(p.roomId)
+        info = await self.reader.room(p.roomId)
+        if info is not None and isinstance(ack, SnapshotAck | CatchUpAck):
+            ack = msgspec.structs.replace(
+                ack, cast=wire.cast_items(info.cast), reply_mode=info.reply_mode
+            )
         return ack
+
+    async def set_cast(self, sid: str, data: Any) -> Ack:
+        p = parse(SetCast, data)
+        username = self._member(sid, p.roomId)
+        if not self.roles.is_host(p.roomId, sid):
+            raise PayloadError("forbidden", "only the room's host may change its cast")
+        recorded = await self.conversation.set_cast(p.roomId, p.cast, p.replyMode, by=username)
+        event = recorded.event
+        assert isinstance(event, RoomCastChanged)
+        return CastAck(
+            ok=True,
+            room_id=p.roomId,
+            version=recorded.version,
+            cast=wire.cast_items(event.cast),
+            reply_mode=event.reply_mode,
+        )
 
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)

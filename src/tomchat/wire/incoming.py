@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -94,6 +94,15 @@ class Resync(_Payload, frozen=True):
 
 class LeaveRoom(_Payload, frozen=True):
     roomId: RoomId
+
+
+CharacterId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}\Z")]
+
+
+class SetCast(_Payload, frozen=True):
+    roomId: RoomId
+    cast: Annotated[list[CharacterId], msgspec.Meta(min_length=1, max_length=8)]
+    replyMode: Literal["single", "all"] | None = None
 
 
 P = TypeVar("P", bound=_Payload)

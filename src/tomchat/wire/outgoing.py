@@ -8,6 +8,10 @@ from typing import assert_never, cast
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
+    CastMember,
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemorySummarized,
     MessagePosted,
     MessageSource,
@@ -16,6 +20,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
 )
 from tomchat.domain.transcript import MessageRow
@@ -24,10 +29,12 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    CastItem,
     LiveEvent,
     Message,
     MessageStatus,
     RawEvent,
+    RoomChanged,
     Streaming,
 )
 
@@ -39,10 +46,22 @@ class ReplyInfo:
     author: str
     started_at: datetime
     audio_url: str | None = None
+    character_id: str | None = None
 
 
 def iso(at: datetime) -> str:
     return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def avatar_url(character_id: str, revision: int) -> str:
+    return f"/api/characters/{character_id}/avatar?revision={revision}"
+
+
+def cast_items(cast: tuple[CastMember, ...] | list[CastMember]) -> list[CastItem]:
+    return [
+        CastItem(id=m.id, name=m.name, revision=m.revision, avatar_url=avatar_url(m.id, m.revision))
+        for m in cast
+    ]
 
 
 def message(row: MessageRow) -> Message:
@@ -57,6 +76,7 @@ def message(row: MessageRow) -> Message:
         status=cast(MessageStatus, row.status),
         source=cast(MessageSource, row.source),
         version=row.last_version,
+        character_id=row.character_id,
     )
 
 
@@ -112,6 +132,7 @@ def live_event(
                 timestamp=iso(recorded.recorded_at),
                 in_reply_to=list(event.in_reply_to),
                 version=v,
+                character_id=event.character_id,
             )
         case ReplyChunk():
             return "aiTextChunk", AiTextChunk(
@@ -141,10 +162,20 @@ def live_event(
                 status=event.status,
                 error=event.error,
                 version=v,
+                character_id=info.character_id,
             )
         case RoomCreated():
             return None  # clients learn a room's name and character when they join
         case MemorySummarized():
             return None  # the models' memory, never shown
+        case RoomCastChanged():
+            return "roomChanged", RoomChanged(
+                room_id=room,
+                cast=cast_items(event.cast),
+                reply_mode=event.reply_mode,
+                version=v,
+            )
+        case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+            return None  # the library's own streams: no room hears them
         case _:
             assert_never(event)

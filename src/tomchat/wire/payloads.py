@@ -63,6 +63,10 @@ class Message(Payload, frozen=True, kw_only=True):
         str | UnsetType | None, doc("Why a reply failed; on the `aiComplete` event only")
     ] = UNSET
     version: RoomVersion
+    character_id: Annotated[
+        str | None,
+        doc("A reply's character (library id); null for user messages and replies before casts"),
+    ] = None
 
 
 class Streaming(Payload, frozen=True, kw_only=True):
@@ -97,6 +101,7 @@ class AiStart(Payload, frozen=True, kw_only=True):
     timestamp: Timestamp
     in_reply_to: Annotated[list[str], doc("The user messages the reply answers, in log order")]
     version: RoomVersion
+    character_id: Annotated[str | None, doc("The replying character (library id)")] = None
 
 
 class AiTextChunk(Payload, frozen=True, kw_only=True):
@@ -116,6 +121,28 @@ class AiAudio(Payload, frozen=True, kw_only=True):
     message_id: str
     room_id: str
     audio_url: str | None
+    version: RoomVersion
+
+
+class CastItem(Payload, frozen=True, kw_only=True):
+    """A character of a room's cast, at the revision the room uses."""
+
+    id: str
+    name: str
+    revision: int
+    avatar_url: Annotated[str, doc("The character's picture at that revision")]
+
+
+ReplyModeName = Literal["single", "all"]
+
+
+class RoomChanged(Payload, frozen=True, kw_only=True):
+    """The ``roomChanged`` event: the room's settings changed (only the fields given)."""
+
+    room_id: str
+    name: Annotated[str | UnsetType, doc("The room's name, when it changed")] = UNSET
+    cast: Annotated[list[CastItem] | UnsetType, doc("The room's cast, when it changed")] = UNSET
+    reply_mode: Annotated[ReplyModeName | UnsetType, doc("Who answers unnamed messages")] = UNSET
     version: RoomVersion
 
 
@@ -146,6 +173,10 @@ class SnapshotAck(Payload, frozen=True, kw_only=True):
             " the log: it must start over from this snapshot"
         ),
     ] = UNSET
+    cast: Annotated[list[CastItem] | UnsetType, doc("The room's cast (on `joinRoom`)")] = UNSET
+    reply_mode: Annotated[
+        ReplyModeName | UnsetType, doc("The room's reply mode (on `joinRoom`)")
+    ] = UNSET
 
 
 class CatchUpAck(Payload, frozen=True, kw_only=True):
@@ -155,6 +186,10 @@ class CatchUpAck(Payload, frozen=True, kw_only=True):
     room_id: str
     version: int
     events: list[RawEvent]
+    cast: Annotated[list[CastItem] | UnsetType, doc("The room's cast (on `joinRoom`)")] = UNSET
+    reply_mode: Annotated[
+        ReplyModeName | UnsetType, doc("The room's reply mode (on `joinRoom`)")
+    ] = UNSET
 
 
 class SendAck(Payload, frozen=True, kw_only=True):
@@ -174,6 +209,16 @@ class VoiceAck(Payload, frozen=True, kw_only=True):
     version: int
     content: str
     audio_url: str | None
+
+
+class CastAck(Payload, frozen=True, kw_only=True):
+    """``setCast``: the room's new cast, recorded at ``version``."""
+
+    ok: Literal[True]
+    room_id: str
+    version: int
+    cast: list[CastItem]
+    reply_mode: ReplyModeName
 
 
 class OkAck(Payload, frozen=True, kw_only=True):
@@ -197,8 +242,8 @@ class ErrorAck(Payload, frozen=True, kw_only=True):
     error: ErrorBody
 
 
-Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck
-LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio
+Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck | CastAck
+LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio | RoomChanged
 
 
 # ---------------------------------------------------------------------------------------
