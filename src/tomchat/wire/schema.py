@@ -20,6 +20,8 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    CastAck,
+    CastItem,
     CatchUpAck,
     ErrorAck,
     ErrorBody,
@@ -29,6 +31,7 @@ from tomchat.wire.payloads import (
     OkAck,
     Presence,
     RawEvent,
+    RoomChanged,
     SendAck,
     SnapshotAck,
     Streaming,
@@ -43,6 +46,7 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "aiAudio": AiAudio,
     "aiComplete": Message,
     "presence": Presence,
+    "roomChanged": RoomChanged,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -53,6 +57,7 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "sendVoiceMessage": (VoiceAck,),
     "stopGeneration": (OkAck,),
     "leaveRoom": (OkAck,),
+    "setCast": (CastAck,),
 }
 
 #: REST responses built from the same items.
@@ -71,6 +76,7 @@ def _types() -> list[type[msgspec.Struct]]:
         Streaming,
         RawEvent,
         ErrorBody,
+        CastItem,
         *PAGES,
     ]
     return list(dict.fromkeys(listed))

@@ -43,8 +43,13 @@ export function listRooms(): Promise<RoomSummary[]> {
 export function createRoom(
   name: string,
   isPrivate = false,
+  cast?: string[],
+  replyMode?: "single" | "all",
 ): Promise<RoomSummary & { token?: string | null }> {
-  return request("/api/rooms", { method: "POST", body: JSON.stringify({ name, private: isPrivate }) });
+  const body: Record<string, unknown> = { name, private: isPrivate };
+  if (cast && cast.length > 0) body.cast = cast;
+  if (replyMode) body.replyMode = replyMode;
+  return request("/api/rooms", { method: "POST", body: JSON.stringify(body) });
 }
 
 export function getRoom(roomId: string, token?: string | null): Promise<RoomSummary> {

@@ -11,6 +11,7 @@ export interface ServerEvents {
   aiAudio: AiAudio;
   aiComplete: Message;
   presence: Presence;
+  roomChanged: RoomChanged;
 }
 /**
  * A user message or a reply: `messages[]` items and the `message` / `aiComplete`
@@ -47,6 +48,10 @@ export interface Message {
    * The room version of the event this payload shows
    */
   version: number;
+  /**
+   * A reply's character (library id); null for user messages and replies before casts
+   */
+  characterId: string | null;
 }
 /**
  * The `aiStart` event: a reply begins.
@@ -70,6 +75,10 @@ export interface AiStart {
    * The room version of the event this payload shows
    */
   version: number;
+  /**
+   * The replying character (library id)
+   */
+  characterId: string | null;
 }
 /**
  * The `aiTextChunk` event: the next piece of a reply's text.
@@ -114,6 +123,46 @@ export interface Presence {
   members: string[];
 }
 /**
+ * The `roomChanged` event: the room's settings changed (only the fields given).
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "RoomChanged".
+ */
+export interface RoomChanged {
+  roomId: string;
+  /**
+   * The room's name, when it changed
+   */
+  name?: string;
+  /**
+   * The room's cast, when it changed
+   */
+  cast?: CastItem[];
+  /**
+   * Who answers unnamed messages
+   */
+  replyMode?: "all" | "single";
+  /**
+   * The room version of the event this payload shows
+   */
+  version: number;
+}
+/**
+ * A character of a room's cast, at the revision the room uses.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "CastItem".
+ */
+export interface CastItem {
+  id: string;
+  name: string;
+  revision: number;
+  /**
+   * The character's picture at that revision
+   */
+  avatarUrl: string;
+}
+/**
  * What each client request is answered with, by event name.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
@@ -126,6 +175,7 @@ export interface Acks {
   sendVoiceMessage: VoiceAck | ErrorAck;
   stopGeneration: OkAck | ErrorAck;
   leaveRoom: OkAck | ErrorAck;
+  setCast: CastAck | ErrorAck;
 }
 /**
  * `joinRoom` / `resync`: the room's latest messages and the replies in progress.
@@ -144,6 +194,14 @@ export interface SnapshotAck {
    * Present when the client asked to catch up from a version too far behind (or ahead of) the log: it must start over from this snapshot
    */
   reset?: true;
+  /**
+   * The room's cast (on `joinRoom`)
+   */
+  cast?: CastItem[];
+  /**
+   * The room's reply mode (on `joinRoom`)
+   */
+  replyMode?: "all" | "single";
 }
 /**
  * A reply still being written, as a snapshot's `streaming[]` lists it.
@@ -183,6 +241,14 @@ export interface CatchUpAck {
   roomId: string;
   version: number;
   events: RawEvent[];
+  /**
+   * The room's cast (on `joinRoom`)
+   */
+  cast?: CastItem[];
+  /**
+   * The room's reply mode (on `joinRoom`)
+   */
+  replyMode?: "all" | "single";
 }
 /**
  * One entry of a room's log: `events[]` items, the REST event pages and the replay.
@@ -256,6 +322,19 @@ export interface VoiceAck {
  */
 export interface OkAck {
   ok: true;
+}
+/**
+ * `setCast`: the room's new cast, recorded at `version`.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "CastAck".
+ */
+export interface CastAck {
+  ok: true;
+  roomId: string;
+  version: number;
+  cast: CastItem[];
+  replyMode: "all" | "single";
 }
 /**
  * This interface was referenced by `ServerEvents`'s JSON-Schema

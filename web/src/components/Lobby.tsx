@@ -4,6 +4,7 @@ import { createRoom, listRooms } from "../api/rest";
 import { navigate, roomFromLink, roomPath } from "../lib/router";
 import { timeAgo } from "../lib/time";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
+import { CastPicker } from "./Cast";
 import { Link } from "./Link";
 import { ThemeToggle } from "./ThemeToggle";
 
@@ -38,6 +39,9 @@ export function LobbyPage() {
           tomchat
         </h1>
         <p className="tagline">Rooms where people talk with Tom, together.</p>
+        <Link href="/characters" className="small" data-testid="characters-link">
+          Characters
+        </Link>
         <ThemeToggle />
       </header>
 
@@ -115,6 +119,8 @@ function UsernameField() {
 function CreateRoom() {
   const [name, setName] = useState("");
   const [invitesOnly, setInvitesOnly] = useState(false);
+  const [cast, setCast] = useState<string[]>([]);
+  const [replyMode, setReplyMode] = useState<"single" | "all">("single");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -125,7 +131,7 @@ function CreateRoom() {
     setBusy(true);
     setError(null);
     try {
-      const room = await createRoom(trimmed, invitesOnly);
+      const room = await createRoom(trimmed, invitesOnly, cast, replyMode);
       // The token is shown this once: it goes into the room's address, the invite link.
       navigate(roomPath(room.id, room.token));
     } catch (err) {
@@ -155,6 +161,11 @@ function CreateRoom() {
         />
         Private: only people with the link can join
       </label>
+      <CastPicker
+        value={cast}
+        mode={replyMode}
+        onChange={(ids, mode) => (setCast(ids), setReplyMode(mode))}
+      />
       <button type="submit" className="primary" disabled={busy || !name.trim()}>
         {busy ? "Creating…" : "Create room"}
       </button>

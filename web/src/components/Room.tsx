@@ -12,6 +12,8 @@ import type { ChatMessage } from "../sync/events";
 import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
+import type { CastMember } from "../api/protocol";
+import { CastBar, CastContext } from "./Cast";
 import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
@@ -153,6 +155,21 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
     );
   }, [view.joined, room, roomId, token]);
   const title = room?.name ?? roomId;
+  // The room's cast: from the room at first, then as `roomChanged` says.
+  const [cast, setCast] = useState<{ members: CastMember[]; mode: "single" | "all" } | null>(null);
+  useEffect(() => {
+    if (!view.joined) return;
+    getRoom(roomId, token).then(
+      (r) => setCast({ members: r.cast ?? [], mode: r.replyMode === "all" ? "all" : "single" }),
+      () => {},
+    );
+    return connection.onRoomChanged((p) => {
+      setCast((old) => ({
+        members: Array.isArray(p.cast) ? (p.cast as CastMember[]) : (old?.members ?? []),
+        mode: p.replyMode === "all" ? "all" : p.replyMode === "single" ? "single" : (old?.mode ?? "single"),
+      }));
+    });
+  }, [view.joined, roomId, token, connection]);
   useEffect(() => {
     document.title = tabTitle(title, missed.unreadCount);
   }, [title, missed.unreadCount]);
@@ -183,6 +200,13 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
             Replay
           </Link>
           <ExportMenu roomId={roomId} token={token} />
+          {cast && (
+            <CastBar
+              cast={cast.members}
+              replyMode={cast.mode}
+              onChange={(ids, mode) => connection.setCast(ids, mode)}
+            />
+          )}
         </div>
         {features?.tts && <VoiceControls player={player} state={audio} />}
         <ThemeToggle />
@@ -224,49 +248,55 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         {announced}
       </div>
 
-      <div className="room-body">
-        <Transcript
-          view={view}
-          username={username}
-          playingId={audio.playing}
-          onPlay={onPlay}
-          loadOlder={loadOlder}
-          sentCount={status.sent}
-          dividerBefore={missed.dividerBefore}
-          empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
-          footer={status.outbox.map((item) => (
-            <OutgoingItem
-              key={item.clientId}
-              item={item}
-              username={username}
-              onRetry={(id) => connection.retry(id)}
-              onDiscard={(id) => connection.discard(id)}
-            />
-          ))}
-        />
-        {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
-        <aside
-          id="members"
-          aria-label="People in the room"
-          className={`members ${status.state === "live" ? "" : "stale"} ${membersOpen ? "open" : ""}`}
-          data-testid="members"
-        >
-          <div className="members-head">
-            <h2>Online · {status.members.length}</h2>
-            <button type="button" className="link small members-close" onClick={() => setMembersOpen(false)}>
-              Close
-            </button>
-          </div>
-          <ul>
-            {status.members.map((name) => (
-              <li key={name} data-testid="member" className={name === username ? "me" : ""}>
-                <bdi>{name}</bdi>
-                {name === username && <span className="muted"> (you)</span>}
-              </li>
+      <CastContext.Provider value={cast?.members ?? []}>
+        <div className="room-body">
+          <Transcript
+            view={view}
+            username={username}
+            playingId={audio.playing}
+            onPlay={onPlay}
+            loadOlder={loadOlder}
+            sentCount={status.sent}
+            dividerBefore={missed.dividerBefore}
+            empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
+            footer={status.outbox.map((item) => (
+              <OutgoingItem
+                key={item.clientId}
+                item={item}
+                username={username}
+                onRetry={(id) => connection.retry(id)}
+                onDiscard={(id) => connection.discard(id)}
+              />
             ))}
-          </ul>
-        </aside>
-      </div>
+          />
+          {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
+          <aside
+            id="members"
+            aria-label="People in the room"
+            className={`members ${status.state === "live" ? "" : "stale"} ${membersOpen ? "open" : ""}`}
+            data-testid="members"
+          >
+            <div className="members-head">
+              <h2>Online · {status.members.length}</h2>
+              <button
+                type="button"
+                className="link small members-close"
+                onClick={() => setMembersOpen(false)}
+              >
+                Close
+              </button>
+            </div>
+            <ul>
+              {status.members.map((name) => (
+                <li key={name} data-testid="member" className={name === username ? "me" : ""}>
+                  <bdi>{name}</bdi>
+                  {name === username && <span className="muted"> (you)</span>}
+                </li>
+              ))}
+            </ul>
+          </aside>
+        </div>
+      </CastContext.Provider>
 
       {membersOpen && <div className="scrim" aria-hidden="true" onClick={() => setMembersOpen(false)} />}
 
@@ -276,6 +306,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         focusWhenReady={view.joined}
         voiceMessages={features?.asr ?? false}
         onTyping={() => missed.clearDivider()}
+        mentionNames={cast?.members.map((m) => m.name) ?? []}
         onSend={(text) => connection.sendMessage(text)}
         onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
         replyingId={replying?.id ?? null}
