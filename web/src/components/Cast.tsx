@@ -1,14 +1,28 @@
-import { createContext, type FormEvent, useContext, useEffect, useState } from "react";
+import { type FormEvent, useEffect, useState, useSyncExternalStore } from "react";
 import { type Character, listCharacters } from "../api/characters";
 import type { CastMember } from "../api/protocol";
 
-/** The room's cast, for the messages to show each character's picture. */
-export const CastContext = createContext<CastMember[]>([]);
+// The cast of the room on screen (one room at a time), for the messages to show each
+// character's picture.
+let shown: CastMember[] = [];
+const castListeners = new Set<() => void>();
+
+/** Show this cast's pictures on the messages; returns the undo (leaving the room). */
+export function showCast(cast: CastMember[]): () => void {
+  shown = cast;
+  castListeners.forEach((l) => l());
+  return () => {
+    if (shown === cast) showCast([]);
+  };
+}
 
 /** A character's picture by the name its replies carry (names are unique in a cast). */
 export function useAvatar(name: string): string | null {
-  const cast = useContext(CastContext);
-  const found = cast.find((m) => m.name.toLowerCase() === name.toLowerCase());
+  const cast = useSyncExternalStore(
+    (l) => (castListeners.add(l), () => void castListeners.delete(l)),
+    () => shown,
+  );
+  const found = name ? cast.find((m) => m.name.toLowerCase() === name.toLowerCase()) : undefined;
   return found?.avatarUrl ?? null;
 }
 

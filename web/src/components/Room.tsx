@@ -13,7 +13,7 @@ import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import type { CastMember } from "../api/protocol";
-import { CastBar, CastContext } from "./Cast";
+import { CastBar, showCast } from "./Cast";
 import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
 import { OutgoingItem } from "./MessageItem";
@@ -170,6 +170,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
       }));
     });
   }, [view.joined, roomId, token, connection]);
+  useEffect(() => showCast(cast?.members ?? []), [cast]);
   useEffect(() => {
     document.title = tabTitle(title, missed.unreadCount);
   }, [title, missed.unreadCount]);
@@ -248,55 +249,49 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
         {announced}
       </div>
 
-      <CastContext.Provider value={cast?.members ?? []}>
-        <div className="room-body">
-          <Transcript
-            view={view}
-            username={username}
-            playingId={audio.playing}
-            onPlay={onPlay}
-            loadOlder={loadOlder}
-            sentCount={status.sent}
-            dividerBefore={missed.dividerBefore}
-            empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
-            footer={status.outbox.map((item) => (
-              <OutgoingItem
-                key={item.clientId}
-                item={item}
-                username={username}
-                onRetry={(id) => connection.retry(id)}
-                onDiscard={(id) => connection.discard(id)}
-              />
+      <div className="room-body">
+        <Transcript
+          view={view}
+          username={username}
+          playingId={audio.playing}
+          onPlay={onPlay}
+          loadOlder={loadOlder}
+          sentCount={status.sent}
+          dividerBefore={missed.dividerBefore}
+          empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
+          footer={status.outbox.map((item) => (
+            <OutgoingItem
+              key={item.clientId}
+              item={item}
+              username={username}
+              onRetry={(id) => connection.retry(id)}
+              onDiscard={(id) => connection.discard(id)}
+            />
+          ))}
+        />
+        {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
+        <aside
+          id="members"
+          aria-label="People in the room"
+          className={`members ${status.state === "live" ? "" : "stale"} ${membersOpen ? "open" : ""}`}
+          data-testid="members"
+        >
+          <div className="members-head">
+            <h2>Online · {status.members.length}</h2>
+            <button type="button" className="link small members-close" onClick={() => setMembersOpen(false)}>
+              Close
+            </button>
+          </div>
+          <ul>
+            {status.members.map((name) => (
+              <li key={name} data-testid="member" className={name === username ? "me" : ""}>
+                <bdi>{name}</bdi>
+                {name === username && <span className="muted"> (you)</span>}
+              </li>
             ))}
-          />
-          {/* While reconnecting the list is what it was when the connection dropped: dim it. */}
-          <aside
-            id="members"
-            aria-label="People in the room"
-            className={`members ${status.state === "live" ? "" : "stale"} ${membersOpen ? "open" : ""}`}
-            data-testid="members"
-          >
-            <div className="members-head">
-              <h2>Online · {status.members.length}</h2>
-              <button
-                type="button"
-                className="link small members-close"
-                onClick={() => setMembersOpen(false)}
-              >
-                Close
-              </button>
-            </div>
-            <ul>
-              {status.members.map((name) => (
-                <li key={name} data-testid="member" className={name === username ? "me" : ""}>
-                  <bdi>{name}</bdi>
-                  {name === username && <span className="muted"> (you)</span>}
-                </li>
-              ))}
-            </ul>
-          </aside>
-        </div>
-      </CastContext.Provider>
+          </ul>
+        </aside>
+      </div>
 
       {membersOpen && <div className="scrim" aria-hidden="true" onClick={() => setMembersOpen(false)} />}
 
