@@ -24,7 +24,7 @@ async def test_features_of_a_server_without_voice(server: RunningServer) -> None
         "tts": False,
         "asr": False,
         "llm": "demo",
-        "characters": False,
+        "characters": True,
         "trustedIdentity": False,
     }
 

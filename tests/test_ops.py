@@ -110,7 +110,14 @@ async def test_metrics_count_what_happened(env: dict[str, str], tmp_path: Path) 
         assert content_type.startswith("text/plain; version="), content_type
         assert content_type.count("charset=utf-8") == 1, content_type
         samples = _samples(answer.text)
-        log = await room_log(env["TOMCHAT_DATABASE_URL"], "counted")
+        room = await room_log(env["TOMCHAT_DATABASE_URL"], "counted")
+        # The start-up put the demo's two characters in the library: one event each.
+        library = [
+            *await room_log(env["TOMCHAT_DATABASE_URL"], "character:tom"),
+            *await room_log(env["TOMCHAT_DATABASE_URL"], "character:mia"),
+        ]
+        assert [e.type for e in library] == ["character.created"] * 2
+        log = room + library
         chunks = [e for e in log if isinstance(e.event, ReplyChunk)]
         assert samples[("tomchat_events_appended_total", ())] == len(log)
         assert samples[("tomchat_group_commit_events_sum", ())] == len(log)

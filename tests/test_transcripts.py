@@ -47,6 +47,7 @@ def message(
         "status": status,
         "source": source,
         "version": version,
+        "characterId": None,
     }
 
 
@@ -79,6 +80,7 @@ JSON_HEAD = {
         "name": "Book *club*",
         "character": "Tom",
         "createdAt": "2026-03-14T09:26:53.589793Z",
+        "cast": [{"id": "tom", "name": "Tom", "revision": 1}],
     },
     "version": 16,
     "count": 7,

@@ -98,6 +98,7 @@ def test_schema_names_every_event_and_ack() -> None:
         "kickMember",
         "lockRoom",
         "renameRoom",
+        "setCast",
     }
     assert defs["Typing"]["required"] == ["roomId", "username"]
     # What the server always sends is required; what it leaves out when unset is not.
@@ -112,6 +113,7 @@ def test_schema_names_every_event_and_ack() -> None:
         "audioUrl",
         "status",
         "version",
+        "characterId",
     ]
     assert set(message["properties"]) - set(message["required"]) == {
         "source",
@@ -275,6 +277,10 @@ async def test_every_payload_a_server_sends_round_trips(
             if not limited["ok"]:
                 break
         assert limited["error"]["code"] == "rate_limited" and limited["error"]["retryAfter"] > 0
+        # The cast changes (the only character there is, now answering everyone).
+        recast = await ann.call("setCast", {"roomId": room, "cast": ["tom"], "replyMode": "all"})
+        assert recast["ok"] and recast["replyMode"] == "all", recast
+        await ann.wait_for(lambda: bool(ann.of("roomChanged")))
         left = await ann.call("leaveRoom", {"roomId": room})
         assert left == {"ok": True}
 

@@ -18,6 +18,7 @@ from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health, me
+from tomchat.http.characters import CharacterController
 from tomchat.http.features import Features, features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
@@ -99,6 +100,7 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "presence",
         "cluster",
         "media",
+        "library",
     )
     provided = {name: part(name) for name in names}
 
@@ -109,7 +111,7 @@ def dependencies(services: Services) -> dict[str, Provide]:
             asr=services.transcriber is not None,
             llm=settings.llm,
             # Set by the parts of the server that add them; absent here means off.
-            characters=bool(getattr(settings, "characters", False)),
+            characters=True,
             trustedIdentity=bool(getattr(settings, "trusted_user_header", None)),
         )
 
@@ -157,6 +159,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
                 route_handlers=[RoomController, *transcript_routes],
                 parameters=TOKEN_PARAMETERS,
             ),
+            CharacterController,
             media_router(services.access),
             web_router(settings.static_dir),
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import socketio
 
@@ -19,7 +19,7 @@ from tomchat.chat.memory import RoomMemory
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
-from tomchat.domain.character import Character
+from tomchat.domain.character import MIA, Character
 from tomchat.live.publisher import Publisher
 from tomchat.live.ratelimit import RateLimitStores
 from tomchat.live.server import LiveServer
@@ -27,6 +27,7 @@ from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media.files import MediaStore
 from tomchat.providers import build_chat_model, build_speech, build_transcriber
 from tomchat.settings import Settings
+from tomchat.store.characters import CharacterLibrary
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.leases import ReplyLeases
@@ -48,6 +49,7 @@ class Services:
     model: ChatModel
     character: Character
     conversation: Conversation
+    library: CharacterLibrary  # the characters, each its own stream in the store
     media: MediaStore
     voice: Voice | None  # speaks replies; None without TOMCHAT_TTS
     transcriber: Transcriber | None  # hears voice messages; None without TOMCHAT_ASR
@@ -70,9 +72,9 @@ class Services:
         speech = build_speech(settings)
         voice = Voice(speech, media, store.append, character.voice) if speech else None
         transcriber = build_transcriber(settings)
-        if settings.llm == "demo":
-            # People must be able to tell the canned demo from a real model at a glance.
-            character = replace(character, greeting=character.greeting + DEMO_GREETING_SUFFIX)
+        # People must be able to tell the canned demo from a real model at a glance.
+        greeting_note = DEMO_GREETING_SUFFIX if settings.llm == "demo" else ""
+        library = CharacterLibrary(store)
         cluster = Cluster.build(settings.redis_url, settings.redis_prefix)
         leases = ReplyLeases(db, cluster.identity, settings.reply_lease_seconds)
         memory = RoomMemory(
@@ -83,7 +85,16 @@ class Services:
             max_tokens=settings.llm_max_tokens,
         )
         conversation = Conversation(
-            store, reader, model, character, voice, leases=leases, bus=cluster.bus, memory=memory
+            store,
+            reader,
+            model,
+            character,
+            voice,
+            leases=leases,
+            bus=cluster.bus,
+            memory=memory,
+            library=library,
+            greeting_note=greeting_note,
         )
         presence = (
             SharedPresence(cluster.redis, cluster.prefix, cluster.identity)
@@ -91,11 +102,14 @@ class Services:
             else Presence()
         )
         access = RoomAccess(db)
-        reserved = {character.name}
 
-        async def reserved_names(_room_id: str) -> set[str]:
-            # The room's characters' names (today the server's one character).
-            return reserved
+        async def reserved_names(room_id: str) -> set[str]:
+            # The names of the room's cast (the default cast for a room not made yet) and of
+            # the server's default character: a person can take none of them.
+            info = await reader.room(room_id)
+            cast = info.cast if info is not None and info.cast else ()
+            names = {m.name for m in cast} or {c.name for c in conversation.default_cast}
+            return names | {character.name}
 
         people = People(db, store, reader, reserved_names)
         trusted = (
@@ -125,6 +139,7 @@ class Services:
             model=model,
             character=character,
             conversation=conversation,
+            library=library,
             media=media,
             voice=voice,
             transcriber=transcriber,
@@ -136,6 +151,16 @@ class Services:
             live=live,
             publisher=publisher,
         )
+
+    async def _configured_characters(self) -> None:
+        """Put the configured character (``TOMCHAT_CHARACTER`` or Tom) in the library as the
+        default; the offline demo adds Mia, so a new room is a group scene."""
+        configured = [self.character]
+        if self.settings.llm == "demo" and self.character.key != MIA.key:
+            configured.append(MIA)
+        cast = [await self.library.ensure(c) for c in configured]
+        self.conversation.set_default_cast(cast)
+        self.character = cast[0]
 
     @asynccontextmanager
     async def running(self, *, migrate: bool = True) -> AsyncIterator[Services]:
@@ -161,6 +186,7 @@ class Services:
                 await upgrade_async(self.settings.database_url)
             self.settings.media_dir.mkdir(parents=True, exist_ok=True)
             self.store.start()
+            await self._configured_characters()
             self.publisher.start()
             await self.cluster.start()
             await self.presence.start(self.live.announce)

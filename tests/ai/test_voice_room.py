@@ -53,12 +53,13 @@ class Listener:
     seen: list[tuple[str, dict[str, Any], float]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def join(self) -> None:
+    async def join(self) -> dict[str, Any]:
         for name in ("message", "aiStart", "aiTextChunk", "aiAudio", "aiComplete"):
             self.sio.on(name, self._recorder(name))
         await self.sio.connect(self.url, transports=["websocket"], wait_timeout=10)
         ack = await self.call("joinRoom", {"roomId": self.room, "username": self.username})
         assert ack["ok"], ack
+        return ack
 
     def _recorder(self, name: str) -> Callable[[dict[str, Any]], Any]:
         async def record(payload: dict[str, Any]) -> None:

@@ -258,7 +258,7 @@ def test_no_voice_controls_on_a_server_without_voice(people: PeopleFactory) -> N
         "tts": False,
         "asr": False,
         "llm": "demo",
-        "characters": False,
+        "characters": True,
         "trustedIdentity": False,
     }
     ann = people("ann")

@@ -139,7 +139,7 @@ class RecordingSpeaker:
 class RecordingVoice:
     speakers: list[RecordingSpeaker] = field(default_factory=list)
 
-    def start(self, room_id: str, message_id: str) -> RecordingSpeaker:
+    def start(self, room_id: str, message_id: str, voice: str | None = None) -> RecordingSpeaker:
         speaker = RecordingSpeaker(room_id, message_id)
         self.speakers.append(speaker)
         return speaker
@@ -174,7 +174,9 @@ async def test_chunks_in_order_then_the_whole_text() -> None:
     await r.run.start([ANN])
     await r.run.stream()
     started, *rest = r.log.events
-    assert started == ReplyStarted(message_id="r1", character="Tom", in_reply_to=("m1",))
+    assert started == ReplyStarted(
+        message_id="r1", character="Tom", in_reply_to=("m1",), character_id="tom"
+    )
     chunks = r.log.chunks()
     assert [(c.message_id, c.index, c.text) for c in chunks] == [
         ("r1", 0, "Hel"),

@@ -1,3 +1,4 @@
+import { CharactersPage } from "./components/Characters";
 import { LobbyPage } from "./components/Lobby";
 import { ReplayPage } from "./components/Replay";
 import { RoomPage } from "./components/Room";
@@ -8,6 +9,8 @@ export function App() {
   switch (route.page) {
     case "lobby":
       return <LobbyPage />;
+    case "characters":
+      return <CharactersPage />;
     case "room":
       // A new key per room: nothing of one room's state leaks into the next.
       return <RoomPage key={route.roomId} roomId={route.roomId} token={route.token} />;

@@ -11,18 +11,23 @@ tomchat's own card::
 Character Card V2 (``spec: chara_card_v2``; V3 cards carry the same fields and are read the
 same way), as JSON or embedded in a PNG's ``chara`` text chunk: ``data.name``,
 ``description``, ``personality``, ``scenario``, ``first_mes``, ``mes_example`` and
-``system_prompt`` are used; a Fish voice id may sit in ``data.extensions.tomchat.chat.voice``.
+``system_prompt`` are used; a Fish voice id may sit in ``data.extensions.tomchat.voice``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
+import re
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from PIL import Image, UnidentifiedImageError
 
 from tomchat.domain.character import TOM, Character
 from tomchat.domain.errors import ConfigError, TomchatError
@@ -34,6 +39,9 @@ _V2_SPECS = {"chara_card_v2", "chara_card_v3"}
 # A room has many people; a card written for one user addresses them all.
 ROOM_USER = "everyone"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_AVATAR_BYTES = 2 * 1024 * 1024
+# The pictures browsers show everywhere, by Pillow's name for their format.
+AVATAR_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
 def load_character(path: Path | str | None) -> Character:
@@ -60,6 +68,51 @@ class CardError(TomchatError, ValueError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A card as uploaded: the character, and its picture when the card was a PNG."""
+
+    character: Character
+    avatar: bytes | None = None
+    avatar_type: str | None = None
+
+
+def check_avatar(data: bytes, what: str = "the avatar") -> str:
+    """The content type of a picture fit to be an avatar; CardError says why it is not."""
+    if len(data) > MAX_AVATAR_BYTES:
+        raise CardError(f"{what} is larger than 2 MiB ({len(data)} bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format
+            image.verify()  # reads the whole file: a truncated or damaged one fails here
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise CardError(f"{what} is not an image Pillow can read ({error})") from None
+    if kind not in AVATAR_TYPES:
+        raise CardError(f"{what} is a {kind} image; use PNG, JPEG, WebP or GIF")
+    return AVATAR_TYPES[kind]
+
+
+def parse_upload(raw: bytes) -> Upload:
+    """A card uploaded to the library: JSON, or a PNG whose picture becomes the avatar."""
+    if raw.startswith(_PNG_SIGNATURE):
+        character = parse_card(raw)  # no card in it: say so before judging the picture
+        return Upload(character, raw, check_avatar(raw, "the card's picture"))
+    if _looks_like_image(raw):
+        raise CardError(
+            "this image is not a character card: upload a PNG with the card in its "
+            "'chara' or 'ccv3' text chunk, or the card's JSON"
+        )
+    return Upload(parse_card(raw))
+
+
+def _looks_like_image(raw: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(raw)):
+            return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
 def parse_card(raw: bytes) -> Character:
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"the card is larger than {MAX_CARD_BYTES // (1024 * 1024)} MB")
@@ -84,7 +137,7 @@ def parse_card(raw: bytes) -> Character:
 
 
 def _from_tomchat(card: dict[str, Any]) -> Character:
-    known = {"name", "system_prompt", "greeting", "voice", "example_dialogue"}
+    known = {"name", "system_prompt", "greeting", "voice", "example_dialogue", "description", "id"}
     unknown = sorted(set(card) - known)
     if unknown:
         # Most often a V2 card without its "spec", or a typo: say which.
@@ -93,12 +146,20 @@ def _from_tomchat(card: dict[str, Any]) -> Character:
             f"{', '.join(sorted(known))} (or give a Character Card V2 with spec: chara_card_v2)"
         )
     name = _name(card.get("name"), "name")
+    character_id = card.get("id")
+    if character_id is not None and (
+        not isinstance(character_id, str)
+        or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,47}", character_id)
+    ):
+        raise CardError("id must be 1-48 of a-z 0-9 - (starting with a letter or digit)")
     return Character(
+        id=character_id or "",
         name=name,
         system_prompt=_text(card, "system_prompt", required=True),
         greeting=_text(card, "greeting", required=True),
         voice=_voice(card.get("voice"), "voice"),
         example_dialogue=_text(card, "example_dialogue"),
+        description=_text(card, "description"),
     )
 
 
@@ -135,7 +196,7 @@ def _from_v2(card: dict[str, Any]) -> Character:
     extensions = data.get("extensions")
     tomchat = extensions.get("tomchat") if isinstance(extensions, dict) else None
     voice = (
-        _voice(tomchat.get("voice"), "data.extensions.tomchat.chat.voice")
+        _voice(tomchat.get("voice"), "data.extensions.tomchat.voice")
         if isinstance(tomchat, dict)
         else None
     )
@@ -145,6 +206,7 @@ def _from_v2(card: dict[str, Any]) -> Character:
         greeting=greeting,
         voice=voice,
         example_dialogue=field("mes_example"),
+        description=description,
     )
 
 

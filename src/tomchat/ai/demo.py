@@ -1,4 +1,8 @@
-"""The offline demo character: deterministic, in character, streamed word by word."""
+"""The offline demo characters: deterministic, in character, streamed word by word.
+
+Tom (the default character) is chatty; Mia, the demo's second character, is terse and
+precise. Which one answers is read from the system prompt ("You are Mia, …"), so a room
+whose cast has both shows a group scene without any AI service."""
 
 from __future__ import annotations
 
@@ -53,6 +57,50 @@ def compose_reply(turns: Sequence[ChatTurn]) -> str:
     return f"{opener} {middle} {closer}"
 
 
+_MIA_OPENERS = (
+    "{name}. {topic_cap}: noted.",
+    "Correction, {name}: {topic} is more interesting than it sounds.",
+    "{topic_cap}. Filed under things worth knowing, {name}.",
+    "Precisely, {name}. {topic_cap}.",
+)
+_MIA_FACTS = (
+    "The record shows most people guess wrong on this.",
+    "There is a book on it. There is always a book on it.",
+    "Three sources agree, which is two more than usual.",
+    "The footnotes are better than the chapter.",
+)
+_MIA_CLOSERS = (
+    "Next question.",
+    "Citation available on request.",
+    "I'll allow it.",
+    "Carry on.",
+)
+
+
+def compose_mia(turns: Sequence[ChatTurn]) -> str:
+    """Mia's answer: short, exact sentences (a pure function of the conversation)."""
+    last = next((t for t in reversed(turns) if t.role == "user"), None)
+    said = last.content if last else ""
+    name, _, words = said.partition(": ") if ": " in said else ("friend", "", said)
+    tokens = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]*", words) if w.lower() not in _STOPWORDS]
+    topic = " ".join(tokens[:2]).lower() or "that"
+    seed = int.from_bytes(hashlib.sha256(b"mia" + said.encode()).digest()[:4], "big")
+    opener = _MIA_OPENERS[seed % len(_MIA_OPENERS)].format(
+        name=name, topic=topic, topic_cap=topic[:1].upper() + topic[1:]
+    )
+    fact = _MIA_FACTS[(seed >> 8) % len(_MIA_FACTS)]
+    closer = _MIA_CLOSERS[(seed >> 16) % len(_MIA_CLOSERS)]
+    return f"{opener} {fact} {closer}"
+
+
+def speaker_name(turns: Sequence[ChatTurn]) -> str:
+    """Who the system prompt says the model is ("You are Mia, …"), lower case; "" if unsaid."""
+    if not turns or turns[0].role != "system":
+        return ""
+    found = re.match(r"\s*You are ([A-Za-z][\w'-]*)", turns[0].content)
+    return found.group(1).lower() if found else ""
+
+
 def compose_summary(turns: Sequence[ChatTurn]) -> str:
     """The demo's memory of older turns: who brought up what, in order, deterministically."""
     said = "\n".join(t.content for t in turns if t.role == "user")
@@ -82,7 +130,12 @@ class DemoChatModel:
 
     async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[ReplyPiece]:
         summary = bool(turns) and turns[0].content == SUMMARY_INSTRUCTION
-        text = compose_summary(turns) if summary else compose_reply(turns)
+        if summary:
+            text = compose_summary(turns)
+        elif speaker_name(turns) == "mia":
+            text = compose_mia(turns)
+        else:
+            text = compose_reply(turns)
         for i, piece in enumerate(word_chunks(text)):
             if i and self.delay:
                 await asyncio.sleep(self.delay)

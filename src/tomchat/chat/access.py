@@ -16,6 +16,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tomchat.domain import limits
+from tomchat.domain.events import CastMember, ReplyMode
 from tomchat.media.files import MediaStore
 from tomchat.store.database import Database
 from tomchat.store.schema import messages, room_access
@@ -87,7 +89,13 @@ class RoomAccess:
         return room_id is None or await self.allows(room_id, token)
 
     async def create_private_room(
-        self, conversation: Conversation, room_id: str, name: str
+        self,
+        conversation: Conversation,
+        room_id: str,
+        name: str,
+        *,
+        cast: Sequence[CastMember] | None = None,
+        reply_mode: ReplyMode = "single",
     ) -> str | None:
         """Create a private room and return its token; None if the id is taken.
 
@@ -110,7 +118,9 @@ class RoomAccess:
         except IntegrityError:
             return None  # someone else is creating it as private right now
         try:
-            created = await conversation.ensure_room(room_id, name)
+            created = await conversation.ensure_room(
+                room_id, name, cast=cast, reply_mode=reply_mode
+            )
         except BaseException:
             await self._release(room_id)
             raise

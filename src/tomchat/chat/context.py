@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tomchat.ai.protocols import ChatTurn
+from tomchat.domain.character import Character
 from tomchat.domain.transcript import MessageRow
 
 # Chat templates wrap every message in a few tokens of their own (role, separators).
@@ -50,9 +51,21 @@ class Context:
     left_out: list[MessageRow]
 
 
-def as_turn(row: MessageRow) -> ChatTurn | None:
+def is_own(row: MessageRow, speaker: Character) -> bool:
+    """Whether ``speaker`` wrote reply ``row`` (by id; by name for replies before casts)."""
+    if row.character_id is not None:
+        return row.character_id == speaker.key
+    return row.author.casefold() == speaker.name.casefold()
+
+
+def as_turn(row: MessageRow, speaker: Character | None = None) -> ChatTurn | None:
+    """A message as a turn of ``speaker``'s context: its own replies are the assistant's,
+    everyone else (people and the other characters) speaks as ``name: text``."""
     if row.is_ai:
-        return ChatTurn("assistant", row.content) if row.content else None
+        if not row.content:
+            return None
+        if speaker is None or is_own(row, speaker):
+            return ChatTurn("assistant", row.content)
     return ChatTurn("user", f"{row.author}: {row.content}")
 
 
@@ -66,6 +79,7 @@ def build_context(
     history: Sequence[MessageRow],
     budget: int,
     count: Counter = count_tokens,
+    speaker: Character | None = None,
 ) -> Context:
     """The system prompt, the memory, then as many of the newest turns of ``history``
     (oldest first) as fit in ``budget`` tokens. The newest turn is always sent: it is what
@@ -77,7 +91,7 @@ def build_context(
     kept: list[ChatTurn] = []
     first_kept = len(history)
     for i in range(len(history) - 1, -1, -1):
-        turn = as_turn(history[i])
+        turn = as_turn(history[i], speaker)
         if turn is None:
             first_kept = i
             continue

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from tomchat import logs, metrics
@@ -27,24 +28,45 @@ from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
 from tomchat.domain.character import Character
 from tomchat.domain.events import (
+    CastMember,
     Event,
     MessagePosted,
     MessageSource,
     NewEvent,
     RecordedEvent,
     ReplyCompleted,
+    ReplyMode,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     new_message_id,
 )
-from tomchat.domain.transcript import STREAMING
+from tomchat.domain.transcript import STREAMING, MessageRow
+from tomchat.domain.turns import Turn, next_turn
+from tomchat.store.characters import CharacterLibrary
 from tomchat.store.event_store import ConcurrencyError, EventStore, LeaseLost
 from tomchat.store.leases import ReplyLeases
-from tomchat.store.rooms import ReplyQueue, RoomReader
+from tomchat.store.rooms import RoomReader
+from tomchat.wire.incoming import PayloadError
 
 log = logging.getLogger(__name__)
 
 _CLIENT_ID_NAMESPACE = uuid.UUID("6f1c2a52-4c8e-4a55-9d0e-7a0f1b6c3e11")
+MAX_CAST = 8
+# Messages read to decide who answers next: back past the waiting messages (at most
+# ``LiveLimits.waiting_messages``) and the replies since, to the last speaker.
+TURN_HISTORY = 60
+
+
+class CastError(PayloadError):
+    """A cast that cannot be: empty, too big, repeated, or naming unknown characters."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_request", message)
+
+
+def member(character: Character) -> CastMember:
+    return CastMember(character.key, character.name, max(character.revision, 1))
 
 
 class Conversation:
@@ -59,12 +81,19 @@ class Conversation:
         leases: ReplyLeases | None = None,
         bus: Bus | None = None,
         memory: RoomMemory | None = None,
+        library: CharacterLibrary | None = None,
+        greeting_note: str = "",
     ) -> None:
         self.memory = memory or RoomMemory(store, reader, model)
         self.store = store
         self.reader = reader
         self.model = model
         self.character = character
+        # The cast of a room created without one (``set_default_cast``; the demo has two).
+        self.default_cast: tuple[Character, ...] = (character,)
+        self.library = library or CharacterLibrary(store)
+        self.greeting_note = greeting_note  # after every greeting (the demo says it is one)
+        self._characters: dict[tuple[str, int], Character] = {}
         self.voice = voice
         self.leases = leases or ReplyLeases(store.db, ProcessIdentity.current())
         self.bus = bus or LocalBus()
@@ -88,19 +117,62 @@ class Conversation:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    async def ensure_room(self, room_id: str, name: str | None = None) -> bool:
-        """Create the room (with the character's greeting) unless it exists; True if created."""
+    def set_default_cast(self, cast: Sequence[Character]) -> None:
+        """The library's state of the configured characters, the first being the default."""
+        self.default_cast = tuple(cast) or (self.character,)
+        self.character = self.default_cast[0]
+
+    async def resolve_cast(self, ids: Sequence[str]) -> tuple[CastMember, ...]:
+        """Library ids to a cast at the characters' current revisions; CastError if not."""
+        if not 1 <= len(ids) <= MAX_CAST:
+            raise CastError(f"a cast has 1 to {MAX_CAST} characters, not {len(ids)}")
+        if len(set(ids)) != len(ids):
+            raise CastError("a character can be in a cast only once")
+        cast = []
+        for character_id in ids:
+            record = await self.library.get(character_id)
+            if record is None or record.archived:
+                raise CastError(f"no character {character_id!r} in the library")
+            cast.append(member(record.character))
+        names = [m.name.casefold() for m in cast]
+        if len(set(names)) != len(names):
+            raise CastError("two characters of a cast cannot have the same name")
+        return tuple(cast)
+
+    async def ensure_room(
+        self,
+        room_id: str,
+        name: str | None = None,
+        *,
+        cast: Sequence[CastMember] | None = None,
+        reply_mode: ReplyMode = "single",
+    ) -> bool:
+        """Create the room (with its first character's greeting) unless it exists; True if
+        created. Without a cast, the default one."""
         if await self.store.head(room_id):
             return False
+        members = tuple(cast) if cast else tuple(member(c) for c in self.default_cast)
+        greeter = await self.character_of(members[0])
         greeting_id = new_message_id()
         try:
             await self.store.append(
                 room_id,
                 [
-                    RoomCreated(name=name or room_id, character=self.character.name),
-                    ReplyStarted(message_id=greeting_id, character=self.character.name),
+                    RoomCreated(
+                        name=name or room_id,
+                        character=members[0].name,
+                        cast=members,
+                        reply_mode=reply_mode,
+                    ),
+                    ReplyStarted(
+                        message_id=greeting_id,
+                        character=greeter.name,
+                        character_id=members[0].id,
+                    ),
                     ReplyCompleted(
-                        message_id=greeting_id, content=self.character.greeting, status="complete"
+                        message_id=greeting_id,
+                        content=greeter.greeting + self.greeting_note,
+                        status="complete",
                     ),
                 ],
                 expected_version=0,
@@ -108,6 +180,57 @@ class Conversation:
         except ConcurrencyError:
             return False  # someone else created it first: same outcome
         return True
+
+    async def set_cast(
+        self,
+        room_id: str,
+        ids: Sequence[str],
+        reply_mode: ReplyMode | None = None,
+        *,
+        by: str | None = None,
+    ) -> RecordedEvent:
+        """Change the room's cast (and reply mode, when given) as ``by``."""
+        info = await self.reader.room(room_id)
+        if info is None:
+            raise PayloadError("not_found", f"no room {room_id!r}")
+        cast = await self.resolve_cast(ids)
+        event = RoomCastChanged(cast=cast, reply_mode=reply_mode or info.reply_mode, by=by)
+        [recorded] = await self.store.append(room_id, [event])
+        self.kick(room_id)  # a new member named in waiting messages may owe an answer
+        return recorded
+
+    async def character_of(self, cast_member: CastMember) -> Character:
+        """The character of a cast member, at the revision the room uses."""
+        key = (cast_member.id, cast_member.revision)
+        found = self._characters.get(key)
+        if found is not None:
+            return found
+        character = await self.library.at_revision(cast_member.id, cast_member.revision)
+        if character is None:
+            # Not in this library (a room from another server's card): the configured
+            # character, under the name the room knows.
+            for configured in self.default_cast:
+                if configured.key == cast_member.id:
+                    character = configured
+                    break
+            else:
+                character = replace(self.character, id=cast_member.id, name=cast_member.name)
+        self._characters[key] = character
+        return character
+
+    async def next_turn(self, room_id: str) -> tuple[Turn, list[MessageRow], int] | None:
+        """Who answers next in the room, the messages it answers (see ``domain.turns``) and
+        the room's version they were read at: the reply starts only if the room is still
+        there, so its in_reply_to names exactly what its context holds."""
+        info = await self.reader.room(room_id)
+        if info is None:
+            return None
+        cast = info.cast or tuple(member(c) for c in self.default_cast)
+        version, rows = await self.reader.recent_at(room_id, TURN_HISTORY)
+        turn = next_turn(cast, info.reply_mode, rows)
+        if turn is None:
+            return None
+        return turn, [r for r in rows if r.id in turn.in_reply_to], version
 
     # -- user messages ---------------------------------------------------------------------
 
@@ -208,7 +331,7 @@ class Conversation:
                     await self.leasing.let_go(room_id)
                 # A message another process saw us holding the room for may have come after
                 # our last look: look once more now that the room is free.
-                if not self._closing and await self.reader.unanswered(room_id):
+                if not self._closing and await self.next_turn(room_id) is not None:
                     self._wanted.add(room_id)
         except LeaseLost:
             log.warning("room %s was taken over by another process", room_id)
@@ -222,10 +345,11 @@ class Conversation:
         """Holding the room: close what a dead holder left, then answer until nobody waits."""
         await close_orphans(room_id, await self.reader.streaming_replies_in(room_id), self._append)
         while not self._closing:
-            queue = await self.reader.queue(room_id, self.replier.context_messages)
-            if not queue.pending:
+            found = await self.next_turn(room_id)
+            if found is None:
                 return
-            await self._reply(room_id, queue)
+            turn, pending, version = found
+            await self._reply(room_id, pending, await self.character_of(turn.member), version)
 
     async def _append(self, room_id: str, events: Sequence[Event]) -> None:
         """Append as the holder of the room's lease: refused once it has passed on."""
@@ -237,11 +361,13 @@ class Conversation:
             room_id, events, expected_version=version, lease_owner=self.leases.owner
         )
 
-    async def _reply(self, room_id: str, queue: ReplyQueue) -> None:
-        reply = self.replier.reply(room_id)
+    async def _reply(
+        self, room_id: str, pending: Sequence[MessageRow], character: Character, version: int
+    ) -> None:
+        reply = self.replier.reply(room_id, character=character)
         logs.bind(room_id=room_id, message_id=reply.message_id)  # JSON log lines name them
         try:
-            await reply.start(queue.pending, version=queue.version, history=queue.history)
+            await reply.start(pending, version=version)
         except ConcurrencyError:
             return  # a message came in since the queue was read: the caller reads it again
         # Stoppable from the moment its reply.started is committed.

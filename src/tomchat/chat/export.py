@@ -115,6 +115,7 @@ class JsonFormatter(Formatter):
                 "name": room.name,
                 "character": room.character,
                 "createdAt": wire.iso(room.created_at) if room.created_at else None,
+                "cast": [{"id": m.id, "name": m.name, "revision": m.revision} for m in room.cast],
             },
             "version": s.version,
             "count": s.count,
@@ -165,8 +166,10 @@ class MarkdownFormatter(Formatter):
         s, room = self.summary, self.summary.room
         title = md_escape(room.name or room.id)
         about = f"Room `{room.id}`"
-        if room.character:
-            about += f" with {md_escape(room.character)}"
+        names = [m.name for m in room.cast] or ([room.character] if room.character else [])
+        if names:
+            listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+            about += f" with {md_escape(listed)}"
         about += " · " + _count(s.count)
         if s.first_at is not None and s.last_at is not None:
             about += f" · {_stamp(s.first_at)} to {_stamp(s.last_at)} UTC"

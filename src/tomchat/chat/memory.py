@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from tomchat.ai.protocols import SUMMARY_INSTRUCTION, ChatModel, ChatTurn
 from tomchat.ai.replies import bounded
 from tomchat.chat.context import Counter, as_turn, build_context, count_tokens
+from tomchat.domain.character import Character
 from tomchat.domain.events import MemorySummarized
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.event_store import EventStore
@@ -47,7 +48,12 @@ class RoomMemory:
         self._summaries: dict[str, asyncio.Task[None]] = {}
 
     async def turns(
-        self, room_id: str, system_prompt: str, *, upto: int | None = None
+        self,
+        room_id: str,
+        system_prompt: str,
+        speaker: Character | None = None,
+        *,
+        upto: int | None = None,
     ) -> list[ChatTurn]:
         """The context: system prompt, memory, then the newest turns that fit; with ``upto``
         only messages that began at or before that version (the reply's in_reply_to)."""
@@ -57,7 +63,12 @@ class RoomMemory:
         if upto is not None:
             rows = [r for r in rows if r.first_version <= upto]
         context = build_context(
-            system_prompt, memory.summary if memory else None, rows, self.budget, self.count
+            system_prompt,
+            memory.summary if memory else None,
+            rows,
+            self.budget,
+            self.count,
+            speaker,
         )
         if context.left_out and room_id not in self._summaries:
             task = asyncio.create_task(

@@ -25,6 +25,7 @@ from typing import Protocol
 from tomchat import metrics
 from tomchat.ai.protocols import ChatModel, ChatModelError, ChatTurn, ReplyEnd
 from tomchat.ai.replies import bounded
+from tomchat.chat.context import as_turn
 from tomchat.domain.character import Character
 from tomchat.domain.events import (
     Event,
@@ -86,7 +87,7 @@ class Speaker(Protocol):
 class Speakers(Protocol):
     """Gives each reply its speaker (``chat.voice.Voice``)."""
 
-    def start(self, room_id: str, message_id: str) -> Speaker: ...
+    def start(self, room_id: str, message_id: str, voice: str | None = None) -> Speaker: ...
 
 
 class Context(Protocol):
@@ -94,7 +95,12 @@ class Context(Protocol):
     turns that fit the window (``chat.memory``)."""
 
     async def turns(
-        self, room_id: str, system_prompt: str, *, upto: int | None = None
+        self,
+        room_id: str,
+        system_prompt: str,
+        speaker: Character | None = None,
+        *,
+        upto: int | None = None,
     ) -> list[ChatTurn]: ...
 
 
@@ -108,16 +114,16 @@ class Outcome:
 
 def prompt_turns(character: Character, history: Sequence[MessageRow]) -> list[ChatTurn]:
     """The model's input: the character's prompt, then the room's messages (replies still
-    streaming have no content yet and are left out)."""
+    streaming have no content yet and are left out). The character's own replies are the
+    assistant's; people and the other characters speak as ``name: text``."""
     prompt = character.system_prompt
     if character.example_dialogue:
         prompt += "\n\nExample dialogue:\n" + character.example_dialogue
     turns = [ChatTurn("system", prompt)]
     for row in history:
-        if row.is_ai and row.content:
-            turns.append(ChatTurn("assistant", row.content))
-        elif not row.is_ai:
-            turns.append(ChatTurn("user", f"{row.author}: {row.content}"))
+        turn = as_turn(row, character)
+        if turn is not None:
+            turns.append(turn)
     return turns
 
 
@@ -138,8 +144,11 @@ class Replier:
     # streaming, for the watchdog to close with its logged text.
     logged: LoggedText | None = None
 
-    def reply(self, room_id: str, message_id: str | None = None) -> ReplyRun:
-        return ReplyRun(self, room_id, message_id or new_message_id())
+    def reply(
+        self, room_id: str, message_id: str | None = None, character: Character | None = None
+    ) -> ReplyRun:
+        """A reply by ``character`` (a member of the room's cast; the default one if None)."""
+        return ReplyRun(self, room_id, message_id or new_message_id(), character)
 
 
 class ReplyRun:
@@ -149,8 +158,15 @@ class ReplyRun:
     it streams.
     """
 
-    def __init__(self, replier: Replier, room_id: str, message_id: str) -> None:
+    def __init__(
+        self,
+        replier: Replier,
+        room_id: str,
+        message_id: str,
+        character: Character | None = None,
+    ) -> None:
         self.replier = replier
+        self.character = character or replier.character
         self.room_id = room_id
         self.message_id = message_id
         # The model's pieces in order, then None once the producer has ended.
@@ -178,8 +194,9 @@ class ReplyRun:
         """
         started = ReplyStarted(
             message_id=self.message_id,
-            character=self.replier.character.name,
+            character=self.character.name,
             in_reply_to=tuple(m.id for m in pending),
+            character_id=self.character.key,
         )
         if version is not None and self.replier.append_at is not None:
             await self.replier.append_at(self.room_id, [started], version)
@@ -208,18 +225,28 @@ class ReplyRun:
     async def stream(self) -> None:
         """Run the model and write its pieces until it ends, is stopped or the lease is lost."""
         replier = self.replier
-        speaker = replier.voice.start(self.room_id, self.message_id) if replier.voice else None
+        character = self.character
+        speaker: Speaker | None = None
+        if replier.voice is not None:
+            # Each character speaks in its own voice (the server's default if it has none).
+            speaker = (
+                replier.voice.start(self.room_id, self.message_id, character.voice)
+                if character.voice
+                else replier.voice.start(self.room_id, self.message_id)
+            )
         try:
             if replier.context is not None:
                 # The token-bounded context with the room's memory, as of the version the
                 # reply started at: exactly the messages its in_reply_to names, no later ones.
-                system = prompt_turns(replier.character, [])[0].content
-                turns = await replier.context.turns(self.room_id, system, upto=self._version)
+                system = prompt_turns(character, [])[0].content
+                turns = await replier.context.turns(
+                    self.room_id, system, character, upto=self._version
+                )
             else:
                 history = self._history
                 if history is None:
                     history = await replier.history.recent(self.room_id, replier.context_messages)
-                turns = prompt_turns(replier.character, history)
+                turns = prompt_turns(character, history)
             self._producer = asyncio.create_task(self._produce(turns, speaker))
             # A task cancelled before its first step never runs its finally: the done
             # callback, not the producer, says it has ended, or the writer would wait for an

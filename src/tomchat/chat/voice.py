@@ -42,10 +42,11 @@ class Voice:
         self._append = append
         self._speakers: set[ReplySpeaker] = set()
 
-    def start(self, room_id: str, message_id: str) -> ReplySpeaker:
-        """Begin speaking a reply; the connection to the provider opens now, before any text,
-        so its set-up overlaps the model's first tokens."""
-        speaker = ReplySpeaker(self, room_id, message_id)
+    def start(self, room_id: str, message_id: str, voice: str | None = None) -> ReplySpeaker:
+        """Begin speaking a reply (in ``voice``, the replying character's, else the server's
+        default); the connection to the provider opens now, before any text, so its set-up
+        overlaps the model's first tokens."""
+        speaker = ReplySpeaker(self, room_id, message_id, voice)
         self._speakers.add(speaker)
         speaker.task.add_done_callback(lambda _: self._speakers.discard(speaker))
         return speaker
@@ -61,8 +62,11 @@ class Voice:
 
 
 class ReplySpeaker:
-    def __init__(self, voice: Voice, room_id: str, message_id: str) -> None:
+    def __init__(
+        self, voice: Voice, room_id: str, message_id: str, voice_id: str | None = None
+    ) -> None:
         self._voice = voice
+        self.voice_id = voice_id or voice.voice
         self.room_id = room_id
         self.message_id = message_id
         self._text: asyncio.Queue[str | None] = asyncio.Queue()
@@ -100,7 +104,7 @@ class ReplySpeaker:
         voice = self._voice
         fmt = voice.speech.format
         try:
-            audio = voice.speech.speak(self._pieces(), voice.voice)
+            audio = voice.speech.speak(self._pieces(), self.voice_id)
             try:
                 async for data in audio:
                     await self._write(data, fmt)

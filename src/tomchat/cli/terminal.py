@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, TextIO, assert_never
 
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemberKicked,
     MemorySummarized,
     MessagePosted,
@@ -17,6 +20,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     RoomLocked,
     RoomRenamed,
@@ -130,7 +134,11 @@ class ReplayPrinter:
         event, at = recorded.event, recorded.recorded_at
         match event:
             case RoomCreated(name=name, character=character):
-                self._line(at, self.style.dim(f"room {name!r} opened with {character}"))
+                names = ", ".join(m.name for m in event.cast) or character
+                self._line(at, self.style.dim(f"room {name!r} opened with {names}"))
+            case RoomCastChanged():
+                names = ", ".join(m.name for m in event.cast)
+                self._line(at, self.style.dim(f"the cast is now {names}"))
             case MessagePosted():
                 who = event.username + (" (voice)" if event.source == "voice" else "")
                 self._line(at, f"{self.style.user(who)}: {_indented(event.content)}")
@@ -165,6 +173,8 @@ class ReplayPrinter:
                 self._line(at, self.style.dim(f"{event.by} removed {event.username}"))
             case ReplyAudio() | MemorySummarized():
                 pass  # nothing to show in a terminal
+            case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass  # a character's own stream, never a room's
             case _:
                 assert_never(event)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from tomchat.domain.character import slug
 from tomchat.domain.events import Event, event_type
 
 _encoder = msgspec.json.Encoder()
@@ -20,10 +21,19 @@ def _reply_completed_without_ending(data: dict[str, Any]) -> dict[str, Any]:
     return {"finish_reason": None, "usage": None, **data}
 
 
+def _room_created_with_one_character(data: dict[str, Any]) -> dict[str, Any]:
+    """``room.created {name, character}`` before casts: a cast of that one character, at the
+    first revision, answering one at a time."""
+    name = data.get("character")
+    cast = [{"id": slug(name), "name": name, "revision": 1}] if isinstance(name, str) else []
+    return {**data, "cast": cast, "reply_mode": data.get("reply_mode", "single")}
+
+
 # Old data shapes, by event type: a marker every current ``data`` of that type contains (so
 # the check costs a byte search, not a parse), and what turns the older shape into the current.
 _UPCASTERS: dict[str, tuple[bytes, Upcaster]] = {
     "reply.completed": (b'"finish_reason"', _reply_completed_without_ending),
+    "room.created": (b'"cast"', _room_created_with_one_character),
 }
 
 

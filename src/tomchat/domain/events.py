@@ -15,6 +15,24 @@ import msgspec
 
 MessageSource = Literal["text", "voice"]
 ReplyStatus = Literal["complete", "stopped", "failed", "interrupted", "truncated", "filtered"]
+# Who answers a user message that names no character: the last speaker, or every character.
+ReplyMode = Literal["single", "all"]
+
+
+class CastMember(msgspec.Struct, frozen=True):
+    """A character of a room's cast, at the library revision the room uses."""
+
+    id: str
+    name: str
+    revision: int = 1
+
+
+class Avatar(msgspec.Struct, frozen=True):
+    """A character's picture: the bytes are kept by their SHA-256 (``store.characters``)."""
+
+    digest: str
+    content_type: str
+    size: int
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=False):
@@ -23,7 +41,10 @@ class _Event(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_field
 
 class RoomCreated(_Event, frozen=True, tag="room.created"):
     name: str
-    character: str
+    character: str  # the first of the cast's names (what clients before casts read)
+    # Rooms before casts had one character: the upcaster (``codec``) gives them a cast of it.
+    cast: tuple[CastMember, ...] = ()
+    reply_mode: ReplyMode = "single"
 
 
 class MessagePosted(_Event, frozen=True, tag="message.posted"):
@@ -39,6 +60,7 @@ class ReplyStarted(_Event, frozen=True, tag="reply.started"):
     message_id: str
     character: str
     in_reply_to: tuple[str, ...] = ()
+    character_id: str | None = None  # None: a reply from before casts (its room's only one)
 
 
 class ReplyChunk(_Event, frozen=True, tag="reply.chunk"):
@@ -104,6 +126,44 @@ class MemberKicked(_Event, frozen=True, tag="member.kicked"):
     by: str
 
 
+class RoomCastChanged(_Event, frozen=True, tag="room.cast_changed"):
+    cast: tuple[CastMember, ...]
+    reply_mode: ReplyMode = "single"
+    by: str | None = None
+
+
+class CharacterCreated(_Event, frozen=True, tag="character.created"):
+    """A character joins the library (in its own stream, ``character:<id>``)."""
+
+    id: str
+    name: str
+    system_prompt: str
+    greeting: str
+    description: str = ""
+    voice: str | None = None
+    example_dialogue: str = ""
+    avatar: Avatar | None = None
+
+
+class CharacterUpdated(_Event, frozen=True, tag="character.updated"):
+    """The character's whole new state: its revision is the version of this event."""
+
+    id: str
+    name: str
+    system_prompt: str
+    greeting: str
+    description: str = ""
+    voice: str | None = None
+    example_dialogue: str = ""
+    avatar: Avatar | None = None
+
+
+class CharacterArchived(_Event, frozen=True, tag="character.archived"):
+    """Gone from the library's listing; rooms whose cast has it keep their revision."""
+
+    id: str
+
+
 Event = (
     RoomCreated
     | MessagePosted
@@ -115,6 +175,10 @@ Event = (
     | RoomLocked
     | RoomRenamed
     | MemberKicked
+    | RoomCastChanged
+    | CharacterCreated
+    | CharacterUpdated
+    | CharacterArchived
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -130,6 +194,10 @@ EVENT_TYPES: frozenset[str] = frozenset(
         RoomLocked,
         RoomRenamed,
         MemberKicked,
+        RoomCastChanged,
+        CharacterCreated,
+        CharacterUpdated,
+        CharacterArchived,
     )
 )
 

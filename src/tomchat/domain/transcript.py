@@ -10,7 +10,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import assert_never
 
+from tomchat.domain.character import slug
 from tomchat.domain.events import (
+    CastMember,
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemberKicked,
     MemorySummarized,
     MessagePosted,
@@ -18,7 +23,9 @@ from tomchat.domain.events import (
     ReplyAudio,
     ReplyChunk,
     ReplyCompleted,
+    ReplyMode,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     RoomLocked,
     RoomRenamed,
@@ -44,6 +51,7 @@ class MessageRow:
     completed_at: datetime | None
     first_version: int
     last_version: int
+    character_id: str | None = None  # a reply's character; None for user messages and old rows
 
 
 class Transcript:
@@ -53,6 +61,8 @@ class Transcript:
         self.room_id = room_id
         self.name: str | None = None
         self.character: str | None = None
+        self.cast: tuple[CastMember, ...] = ()
+        self.reply_mode: ReplyMode = "single"
         self.version = 0
         self.locked = False  # no new names may join (room.locked)
         # The room's latest summary of its older turns (model context only, never shown).
@@ -74,6 +84,11 @@ class Transcript:
         match event:
             case RoomCreated(name=name, character=character):
                 self.name, self.character = name, character
+                self.cast = event.cast or (CastMember(slug(character), character),)
+                self.reply_mode = event.reply_mode
+            case RoomCastChanged():
+                self.cast, self.reply_mode = event.cast, event.reply_mode
+                self.character = event.cast[0].name if event.cast else self.character
             case MessagePosted():
                 self._rows[event.message_id] = MessageRow(
                     id=event.message_id,
@@ -103,6 +118,7 @@ class Transcript:
                     completed_at=None,
                     first_version=v,
                     last_version=v,
+                    character_id=event.character_id,
                 )
                 self._chunks[event.message_id] = []
             case ReplyChunk():
@@ -131,6 +147,8 @@ class Transcript:
                 self.name = event.name
             case MemberKicked():
                 pass  # who may join is the bindings' business (chat.identity), not a row
+            case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass  # a character's own stream, never a room's
             case _:
                 assert_never(event)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -58,6 +58,15 @@ class TokenUsage(msgspec.Struct):
     repliesCounted: int
 
 
+class CastMemberOut(msgspec.Struct):
+    """A character of the room's cast, at the revision the room uses."""
+
+    id: str
+    name: str
+    revision: int
+    avatarUrl: str
+
+
 class Room(msgspec.Struct):
     id: str
     name: str | None
@@ -69,6 +78,8 @@ class Room(msgspec.Struct):
     private: bool = False
     # Given by GET /api/rooms/{id} (summing it for a list would read every room's log).
     usage: TokenUsage | None = None
+    cast: list[CastMemberOut] = msgspec.field(default_factory=list)
+    replyMode: str = "single"
 
 
 class CreatedRoom(Room):
@@ -97,6 +108,15 @@ class NewRoom(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ROOM_NAME_CHARS)]
     id: Annotated[str, msgspec.Meta(pattern=limits.ROOM_ID_PATTERN)] | None = None
     private: bool = False
+    # Library ids; the server's default cast when absent.
+    cast: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]],
+            msgspec.Meta(min_length=1, max_length=8),
+        ]
+        | None
+    ) = None
+    replyMode: Literal["single", "all"] = "single"
 
     def __post_init__(self) -> None:
         storable("name", self.name)
@@ -114,6 +134,11 @@ def _room(info: RoomInfo, members: int, *, private: bool = False) -> Room:
         updatedAt=wire.iso(info.updated_at) if info.updated_at else None,
         members=members,
         private=private,
+        cast=[
+            CastMemberOut(m.id, m.name, m.revision, wire.avatar_url(m.id, m.revision))
+            for m in info.cast
+        ],
+        replyMode=info.reply_mode,
     )
 
 
@@ -172,11 +197,15 @@ class RoomController(Controller):
     ) -> CreatedRoom:
         room_id = data.id or _slug(data.name)
         token: str | None = None
+        cast = await conversation.resolve_cast(data.cast) if data.cast is not None else None
+        mode = data.replyMode
         if data.private:
-            token = await access.create_private_room(conversation, room_id, data.name)
+            token = await access.create_private_room(
+                conversation, room_id, data.name, cast=cast, reply_mode=mode
+            )
             created = token is not None
         else:
-            created = await conversation.ensure_room(room_id, data.name)
+            created = await conversation.ensure_room(room_id, data.name, cast=cast, reply_mode=mode)
         if not created:
             raise ClientException(f"room {room_id!r} exists already", status_code=409)
         info = await reader.room(room_id)

@@ -11,6 +11,9 @@ from typing import Any, assert_never
 
 from tomchat import metrics
 from tomchat.domain.events import (
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemberKicked,
     MemorySummarized,
     MessagePosted,
@@ -19,6 +22,7 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     RoomLocked,
     RoomRenamed,
@@ -117,9 +121,9 @@ class Publisher:
                 ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
             ):
                 pass  # need nothing from the database
-            case RoomRenamed() | RoomLocked():
+            case RoomRenamed() | RoomLocked() | RoomCastChanged():
                 return None  # roomChanged says the whole room state: read it
-            case MemberKicked():
+            case MemberKicked() | CharacterCreated() | CharacterUpdated() | CharacterArchived():
                 pass
             case _:
                 assert_never(event)
@@ -142,10 +146,10 @@ class Publisher:
             await self._reply_info(event.message_id) if isinstance(event, ReplyCompleted) else None
         )
         state: RoomState | None = None
-        if isinstance(event, RoomRenamed | RoomLocked):
+        if isinstance(event, RoomRenamed | RoomLocked | RoomCastChanged):
             room = await self.reader.room(recorded.room_id)
             if room is not None:
-                state = RoomState(room.name or room.id, room.locked)
+                state = RoomState(room.name or room.id, room.locked, room.cast, room.reply_mode)
         self._remember(recorded)
         out = live_event(recorded, info, state)
         if out is not None:
@@ -158,7 +162,9 @@ class Publisher:
         event = recorded.event
         match event:
             case ReplyStarted():
-                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
+                self._replies[event.message_id] = ReplyInfo(
+                    event.character, recorded.recorded_at, character_id=event.character_id
+                )
             case ReplyAudio():
                 # The final audio event usually comes after completion: never re-cache then.
                 if (known := self._replies.get(event.message_id)) is not None:
@@ -183,6 +189,8 @@ class Publisher:
                 | MemberKicked()
             ):
                 pass
+            case RoomCastChanged() | CharacterCreated() | CharacterUpdated() | CharacterArchived():
+                pass
             case _:
                 assert_never(event)
 
@@ -191,7 +199,9 @@ class Publisher:
             return info
         # Started by another process or before a restart: the projection knows.
         row = await self.reader.message(message_id)
-        return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
+        if row is None:
+            return None
+        return ReplyInfo(row.author, row.created_at, row.audio_url, row.character_id)
 
 
 def _observe_lag(recorded: RecordedEvent) -> None:

@@ -14,10 +14,12 @@ from msgspec import UNSET
 
 from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
+from tomchat.chat.cast import RoomRoles
 from tomchat.chat.conversation import Conversation
 from tomchat.chat.identity import Admission, People, TrustedProxy, canonical_name
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
+from tomchat.domain.events import RoomCastChanged
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.ratelimit import Limiter, RateLimited, RateLimitStores
 from tomchat.live.voice_messages import VoiceMessages
@@ -35,12 +37,13 @@ from tomchat.wire.incoming import (
     Resync,
     SendMessage,
     SendVoiceMessage,
+    SetCast,
     StopGeneration,
     Typing,
     parse,
     without_format_characters,
 )
-from tomchat.wire.payloads import OK, Ack, CatchUpAck, SendAck, SnapshotAck, You, to_wire
+from tomchat.wire.payloads import OK, Ack, CastAck, CatchUpAck, SendAck, SnapshotAck, You, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class LiveServer:
         people: People | None = None,
         trusted: TrustedProxy | None = None,
         rate_limits: RateLimitStores | None = None,
+        roles: RoomRoles | None = None,
     ) -> None:
         self.sio = sio
         self.conversation = conversation
@@ -121,6 +125,8 @@ class LiveServer:
         self.voice_limit = Limiter("voice messages", self.limits.voice, stores)
         self.joins_limit = Limiter("joins", self.limits.joins, stores)
         self.typing_limit = Limiter("typing", self.limits.typing, stores)
+        # Who may change the cast: the room's host (this server's own is_host, unless given).
+        self.roles: RoomRoles = roles or self
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -132,6 +138,7 @@ class LiveServer:
             "kickMember": self.kick_member,
             "lockRoom": self.lock_room,
             "renameRoom": self.rename_room,
+            "setCast": self.set_cast,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -188,7 +195,13 @@ class LiveServer:
         await self.announce(p.roomId)
         you = You(username=admitted.username, role=admitted.role)
         made = UNSET if admitted.made_key is None else admitted.made_key
-        return msgspec.structs.replace(ack, you=you, member_key=made, locked=locked)
+        ack = msgspec.structs.replace(ack, you=you, member_key=made, locked=locked)
+        info = await self.reader.room(p.roomId)
+        if info is not None:
+            ack = msgspec.structs.replace(
+                ack, cast=wire.cast_items(info.cast), reply_mode=info.reply_mode
+            )
+        return ack
 
     def is_host(self, room_id: str, sid: str) -> bool:
         """True if the socket joined ``room_id`` as its host (``chat.identity.RoomRoles``)."""
@@ -232,6 +245,22 @@ class LiveServer:
         by = self._host(sid, p.roomId, "rename the room")
         await self.people.rename(p.roomId, p.name.strip(), by)
         return OK
+
+    async def set_cast(self, sid: str, data: Any) -> Ack:
+        p = parse(SetCast, data)
+        username = self._member(sid, p.roomId)
+        if not self.roles.is_host(p.roomId, sid):
+            raise PayloadError("forbidden", "only the room's host may change its cast")
+        recorded = await self.conversation.set_cast(p.roomId, p.cast, p.replyMode, by=username)
+        event = recorded.event
+        assert isinstance(event, RoomCastChanged)
+        return CastAck(
+            ok=True,
+            room_id=p.roomId,
+            version=recorded.version,
+            cast=wire.cast_items(event.cast),
+            reply_mode=event.reply_mode,
+        )
 
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)

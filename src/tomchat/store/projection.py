@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Executable, Table, bindparam, update
+import msgspec
+from sqlalchemy import Connection, Executable, Table, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tomchat.domain.character import slug
 from tomchat.domain.events import (
+    CastMember,
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemberKicked,
     MemorySummarized,
     MessagePosted,
@@ -21,12 +27,13 @@ from tomchat.domain.events import (
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     RoomLocked,
     RoomRenamed,
 )
 from tomchat.domain.transcript import POSTED, STREAMING
-from tomchat.store.schema import messages, streams
+from tomchat.store.schema import characters, messages, streams
 
 Statement = tuple[Executable, Any]
 
@@ -58,7 +65,10 @@ def projection_statements(
                     }
                 )
             case ReplyStarted():
-                inserts.append(_row(recorded, event.message_id, event.character, True, ""))
+                inserts.append(
+                    _row(recorded, event.message_id, event.character, True, "")
+                    | {"character_id": event.character_id}
+                )
             case ReplyAudio():
                 changes.append(
                     _change(
@@ -78,7 +88,50 @@ def projection_statements(
                     (
                         update(streams)
                         .where(streams.c.room_id == recorded.room_id)
-                        .values(name=event.name, character=event.character, created_at=at),
+                        .values(
+                            name=event.name,
+                            character=event.character,
+                            created_at=at,
+                            cast=encode_cast(
+                                event.cast or (CastMember(slug(event.character), event.character),)
+                            ),
+                            reply_mode=event.reply_mode,
+                        ),
+                        None,
+                    )
+                )
+            case RoomCastChanged():
+                recast: dict[str, Any] = {
+                    "cast": encode_cast(event.cast),
+                    "reply_mode": event.reply_mode,
+                }
+                if event.cast:
+                    recast["character"] = event.cast[0].name
+                out.append(
+                    (
+                        update(streams).where(streams.c.room_id == recorded.room_id).values(recast),
+                        None,
+                    )
+                )
+            case CharacterCreated():
+                # Delete first: a rebuild replays the character's stream over its row.
+                out.append((delete(characters).where(characters.c.id == event.id), None))
+                out.append((characters.insert(), _character(event, recorded) | {"created_at": at}))
+            case CharacterUpdated():
+                out.append(
+                    (
+                        update(characters)
+                        .where(characters.c.id == event.id)
+                        .values(_character(event, recorded)),
+                        None,
+                    )
+                )
+            case CharacterArchived():
+                out.append(
+                    (
+                        update(characters)
+                        .where(characters.c.id == event.id)
+                        .values(archived=True, revision=v, updated_at=at),
                         None,
                     )
                 )
@@ -104,6 +157,30 @@ def projection_statements(
 
 def _room_change(room_id: str, values: dict[str, Any]) -> Statement:
     return (update(streams).where(streams.c.room_id == room_id).values(**values), None)
+
+
+def encode_cast(cast: Sequence[CastMember]) -> str:
+    return msgspec.json.encode(list(cast)).decode()
+
+
+def _character(
+    event: CharacterCreated | CharacterUpdated, recorded: RecordedEvent
+) -> dict[str, Any]:
+    avatar = event.avatar
+    return {
+        "id": event.id,
+        "name": event.name,
+        "description": event.description,
+        "system_prompt": event.system_prompt,
+        "greeting": event.greeting,
+        "voice": event.voice,
+        "example_dialogue": event.example_dialogue,
+        "avatar_digest": avatar.digest if avatar else None,
+        "avatar_type": avatar.content_type if avatar else None,
+        "revision": recorded.version,
+        "archived": False,
+        "updated_at": recorded.recorded_at,
+    }
 
 
 def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:
@@ -142,4 +219,5 @@ def _row(
         "completed_at": None,
         "first_version": recorded.version,
         "last_version": recorded.version,
+        "character_id": None,
     }

@@ -6,15 +6,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from sqlalchemy import and_, exists, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tomchat.domain.character import CHARACTER_STREAM_PREFIX, is_character_stream, slug
 from tomchat.domain.codec import decode_event
 from tomchat.domain.events import (
+    CastMember,
     MemorySummarized,
     RecordedEvent,
     ReplyChunk,
     ReplyCompleted,
+    ReplyMode,
     event_type,
 )
 from tomchat.domain.transcript import STREAMING, MessageRow
@@ -32,6 +36,8 @@ class RoomInfo:
     created_at: datetime | None
     updated_at: datetime | None
     locked: bool = False  # room.locked: no new names may join
+    cast: tuple[CastMember, ...] = ()
+    reply_mode: ReplyMode = "single"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,8 @@ class RoomReader:
         self.db = db
 
     async def room(self, room_id: str) -> RoomInfo | None:
+        if is_character_stream(room_id):
+            return None  # a character's stream is never a room
         async with self.db.snapshot() as conn:
             result = await conn.execute(select(streams).where(streams.c.room_id == room_id))
             row = result.first()
@@ -89,7 +97,11 @@ class RoomReader:
     async def rooms(self, limit: int = 200) -> list[RoomInfo]:
         query = (
             select(streams)
-            .where(streams.c.version > 0)
+            .where(
+                streams.c.version > 0,
+                # The library's streams share the table; no room id has a colon.
+                ~streams.c.room_id.startswith(CHARACTER_STREAM_PREFIX, autoescape=True),
+            )
             .order_by(streams.c.updated_at.desc(), streams.c.room_id)
             .limit(limit)
         )
@@ -135,6 +147,13 @@ class RoomReader:
         async with self.db.snapshot() as conn:
             rows, _ = await _page(conn, room_id, None, limit, finished_only=False)
         return rows
+
+    async def recent_at(self, room_id: str, limit: int) -> tuple[int, list[MessageRow]]:
+        """The room's version and its latest ``limit`` messages, read in one snapshot."""
+        async with self.db.snapshot() as conn:
+            head = await head_of(conn, room_id) or 0
+            rows, _ = await _page(conn, room_id, None, limit, finished_only=False)
+        return head, rows
 
     async def unanswered(self, room_id: str) -> list[MessageRow]:
         """User messages posted after the last reply started: the room's reply queue."""
@@ -337,7 +356,18 @@ def _message(row: Any) -> MessageRow:
         completed_at=row.completed_at,
         first_version=row.first_version,
         last_version=row.last_version,
+        character_id=row.character_id,
     )
+
+
+_cast_decoder = msgspec.json.Decoder(tuple[CastMember, ...])
+
+
+def room_cast(encoded: str | None, character: str | None) -> tuple[CastMember, ...]:
+    """A room's cast as projected; a room from before casts has its one character."""
+    if encoded:
+        return _cast_decoder.decode(encoded)
+    return (CastMember(slug(character), character),) if character else ()
 
 
 def _room(row: Any) -> RoomInfo:
@@ -349,4 +379,6 @@ def _room(row: Any) -> RoomInfo:
         created_at=row.created_at,
         updated_at=row.updated_at,
         locked=bool(row.locked),
+        cast=room_cast(row.cast, row.character),
+        reply_mode="all" if row.reply_mode == "all" else "single",
     )

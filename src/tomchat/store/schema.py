@@ -13,6 +13,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -58,6 +59,10 @@ streams = Table(
     Column("updated_at", UTCDateTime, nullable=True),
     # room.locked, projected: a join reads it without scanning the room's log.
     Column("locked", Boolean, nullable=False, default=False, server_default=false()),
+    # The room's cast as JSON ``[{id, name, revision}]`` and its reply mode (projected from
+    # room.created / room.cast_changed; NULL in a character's own stream).
+    Column("cast", Text, nullable=True),
+    Column("reply_mode", String(10), nullable=True),
 )
 
 events = Table(
@@ -91,6 +96,7 @@ def messages_table(name: str, meta: MetaData) -> Table:
         Column("completed_at", UTCDateTime, nullable=True),
         Column("first_version", Integer, nullable=False),
         Column("last_version", Integer, nullable=False),
+        Column("character_id", String(64), nullable=True),  # a reply's character (library id)
         Index(f"ix_{name}_room_version", "room_id", "first_version"),
         Index(f"ix_{name}_room_status", "room_id", "status"),
         # Serving a file of a private room asks which room's messages play it.
@@ -146,5 +152,36 @@ room_hosts = Table(
     Column("room_id", String(64), primary_key=True),
     Column("token_hash", String(64), nullable=True),
     Column("key_hash", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The character library (projected from each character's own stream ``character:<id>``).
+characters = Table(
+    "characters",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("system_prompt", Text, nullable=False),
+    Column("greeting", Text, nullable=False),
+    Column("voice", String(200), nullable=True),
+    Column("example_dialogue", Text, nullable=False),
+    Column("avatar_digest", String(64), nullable=True),
+    Column("avatar_type", String(40), nullable=True),
+    Column("revision", Integer, nullable=False),
+    Column("archived", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_characters_archived_name", "archived", "name"),
+)
+
+# Avatar pictures by the SHA-256 of their bytes, which the log's events name. Written before
+# the event that names them; content-addressed, so a write whose event failed costs nothing.
+character_avatars = Table(
+    "character_avatars",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("content_type", String(40), nullable=False),
+    Column("data", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -136,6 +136,15 @@ class RenameRoom(_Payload, frozen=True):
         if not self.name.strip():
             raise ValueError("name must not be blank")
         storable("name", self.name)
+
+
+CharacterId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}\Z")]
+
+
+class SetCast(_Payload, frozen=True):
+    roomId: RoomId
+    cast: Annotated[list[CharacterId], msgspec.Meta(min_length=1, max_length=8)]
+    replyMode: Literal["single", "all"] | None = None
 
 
 P = TypeVar("P", bound=_Payload)

@@ -10,6 +10,10 @@ from msgspec import UNSET
 
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
+    CastMember,
+    CharacterArchived,
+    CharacterCreated,
+    CharacterUpdated,
     MemberKicked,
     MemorySummarized,
     MessagePosted,
@@ -18,7 +22,9 @@ from tomchat.domain.events import (
     ReplyAudio,
     ReplyChunk,
     ReplyCompleted,
+    ReplyMode,
     ReplyStarted,
+    RoomCastChanged,
     RoomCreated,
     RoomLocked,
     RoomRenamed,
@@ -29,6 +35,7 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    CastItem,
     LiveEvent,
     Message,
     MessageStatus,
@@ -45,6 +52,7 @@ class ReplyInfo:
     author: str
     started_at: datetime
     audio_url: str | None = None
+    character_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +61,32 @@ class RoomState:
 
     name: str
     locked: bool
+    cast: tuple[CastMember, ...] = ()
+    reply_mode: ReplyMode = "single"
+
+
+def _state_from(event: RoomRenamed | RoomLocked | RoomCastChanged, room: str) -> RoomState:
+    """The room's state as far as the event alone tells (when the room cannot be read)."""
+    if isinstance(event, RoomRenamed):
+        return RoomState(event.name, False)
+    if isinstance(event, RoomLocked):
+        return RoomState(room, event.locked)
+    return RoomState(room, False, event.cast, event.reply_mode)
 
 
 def iso(at: datetime) -> str:
     return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def avatar_url(character_id: str, revision: int) -> str:
+    return f"/api/characters/{character_id}/avatar?revision={revision}"
+
+
+def cast_items(cast: tuple[CastMember, ...] | list[CastMember]) -> list[CastItem]:
+    return [
+        CastItem(id=m.id, name=m.name, revision=m.revision, avatar_url=avatar_url(m.id, m.revision))
+        for m in cast
+    ]
 
 
 def message(row: MessageRow) -> Message:
@@ -71,6 +101,7 @@ def message(row: MessageRow) -> Message:
         status=cast(MessageStatus, row.status),
         source=cast(MessageSource, row.source),
         version=row.last_version,
+        character_id=row.character_id,
     )
 
 
@@ -126,6 +157,7 @@ def live_event(
                 timestamp=iso(recorded.recorded_at),
                 in_reply_to=list(event.in_reply_to),
                 version=v,
+                character_id=event.character_id,
             )
         case ReplyChunk():
             return "aiTextChunk", AiTextChunk(
@@ -157,20 +189,25 @@ def live_event(
                 error=event.error,
                 stopped_by=event.stopped_by if event.status == "stopped" else UNSET,
                 version=v,
+                character_id=info.character_id,
             )
         case RoomCreated():
             return None  # clients learn a room's name and character when they join
         case MemorySummarized():
             return None  # the models' memory, never shown
-        case RoomRenamed() | RoomLocked():
-            state = room_state or RoomState(
-                event.name if isinstance(event, RoomRenamed) else room,
-                event.locked if isinstance(event, RoomLocked) else False,
-            )
+        case RoomRenamed() | RoomLocked() | RoomCastChanged():
+            state = room_state or _state_from(event, room)
             return "roomChanged", RoomChanged(
-                room_id=room, name=state.name, locked=state.locked, version=v
+                room_id=room,
+                name=state.name,
+                locked=state.locked,
+                cast=cast_items(state.cast),
+                reply_mode=state.reply_mode,
+                version=v,
             )
         case MemberKicked():
             return None  # the kicked sockets are told by the live edge; presence follows
+        case CharacterCreated() | CharacterUpdated() | CharacterArchived():
+            return None  # the library's own streams: no room hears them
         case _:
             assert_never(event)

@@ -67,6 +67,10 @@ class Message(Payload, frozen=True, kw_only=True):
         doc("Who stopped a `stopped` reply (a username, null if unknown); on `aiComplete` only"),
     ] = UNSET
     version: RoomVersion
+    character_id: Annotated[
+        str | None,
+        doc("A reply's character (library id); null for user messages and replies before casts"),
+    ] = None
 
 
 class Streaming(Payload, frozen=True, kw_only=True):
@@ -101,6 +105,7 @@ class AiStart(Payload, frozen=True, kw_only=True):
     timestamp: Timestamp
     in_reply_to: Annotated[list[str], doc("The user messages the reply answers, in log order")]
     version: RoomVersion
+    character_id: Annotated[str | None, doc("The replying character (library id)")] = None
 
 
 class AiTextChunk(Payload, frozen=True, kw_only=True):
@@ -130,6 +135,18 @@ class AiAudio(Payload, frozen=True, kw_only=True):
     version: RoomVersion
 
 
+class CastItem(Payload, frozen=True, kw_only=True):
+    """A character of a room's cast, at the revision the room uses."""
+
+    id: str
+    name: str
+    revision: int
+    avatar_url: Annotated[str, doc("The character's picture at that revision")]
+
+
+ReplyModeName = Literal["single", "all"]
+
+
 class Presence(Payload, frozen=True, kw_only=True):
     """The ``presence`` event: who is in the room, on every process."""
 
@@ -141,11 +158,14 @@ class Presence(Payload, frozen=True, kw_only=True):
 
 
 class RoomChanged(Payload, frozen=True, kw_only=True):
-    """The ``roomChanged`` event: the room was renamed or (un)locked by its host."""
+    """The ``roomChanged`` event: the host renamed, (un)locked or recast the room; the room's
+    whole state after the change."""
 
     room_id: str
     name: str
     locked: bool
+    cast: list[CastItem]
+    reply_mode: Annotated[ReplyModeName, doc("Who answers unnamed messages")]
     version: RoomVersion
 
 
@@ -197,6 +217,10 @@ class SnapshotAck(Payload, frozen=True, kw_only=True):
         doc("`joinRoom` only, when the join sent none: the key the server made; keep it"),
     ] = UNSET
     locked: Annotated[bool | UnsetType, doc("`joinRoom` only: no new names may join")] = UNSET
+    cast: Annotated[list[CastItem] | UnsetType, doc("The room's cast (on `joinRoom`)")] = UNSET
+    reply_mode: Annotated[
+        ReplyModeName | UnsetType, doc("The room's reply mode (on `joinRoom`)")
+    ] = UNSET
 
 
 class CatchUpAck(Payload, frozen=True, kw_only=True):
@@ -212,6 +236,10 @@ class CatchUpAck(Payload, frozen=True, kw_only=True):
         doc("`joinRoom` only, when the join sent none: the key the server made; keep it"),
     ] = UNSET
     locked: Annotated[bool | UnsetType, doc("`joinRoom` only: no new names may join")] = UNSET
+    cast: Annotated[list[CastItem] | UnsetType, doc("The room's cast (on `joinRoom`)")] = UNSET
+    reply_mode: Annotated[
+        ReplyModeName | UnsetType, doc("The room's reply mode (on `joinRoom`)")
+    ] = UNSET
 
 
 class SendAck(Payload, frozen=True, kw_only=True):
@@ -231,6 +259,16 @@ class VoiceAck(Payload, frozen=True, kw_only=True):
     version: int
     content: str
     audio_url: str | None
+
+
+class CastAck(Payload, frozen=True, kw_only=True):
+    """``setCast``: the room's new cast, recorded at ``version``."""
+
+    ok: Literal[True]
+    room_id: str
+    version: int
+    cast: list[CastItem]
+    reply_mode: ReplyModeName
 
 
 class OkAck(Payload, frozen=True, kw_only=True):
@@ -254,7 +292,7 @@ class ErrorAck(Payload, frozen=True, kw_only=True):
     error: ErrorBody
 
 
-Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck
+Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck | CastAck
 LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio | RoomChanged
 
 

@@ -20,6 +20,8 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    CastAck,
+    CastItem,
     CatchUpAck,
     ErrorAck,
     ErrorBody,
@@ -64,6 +66,7 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "kickMember": (OkAck,),
     "lockRoom": (OkAck,),
     "renameRoom": (OkAck,),
+    "setCast": (CastAck,),
 }
 
 #: REST responses built from the same items.
@@ -83,6 +86,7 @@ def _types() -> list[type[msgspec.Struct]]:
         RawEvent,
         ErrorBody,
         You,
+        CastItem,
         *PAGES,
     ]
     return list(dict.fromkeys(listed))

@@ -74,6 +74,16 @@ export interface RoomSummary {
   members: number | string[];
   /** Invite-only; private rooms are not listed, so this shows only on a room asked for by id. */
   private?: boolean;
+  /** The characters who answer in the room, at the revisions it uses. */
+  cast?: CastMember[];
+  replyMode?: "single" | "all";
+}
+
+export interface CastMember {
+  id: string;
+  name: string;
+  revision: number;
+  avatarUrl: string;
 }
 
 export type MessagesPage = MessagePage;

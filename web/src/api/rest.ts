@@ -48,8 +48,13 @@ export function listRooms(): Promise<RoomSummary[]> {
 export function createRoom(
   name: string,
   isPrivate = false,
+  cast?: string[],
+  replyMode?: "single" | "all",
 ): Promise<RoomSummary & { token?: string | null; hostToken?: string | null }> {
-  return request("/api/rooms", { method: "POST", body: JSON.stringify({ name, private: isPrivate }) });
+  const body: Record<string, unknown> = { name, private: isPrivate };
+  if (cast && cast.length > 0) body.cast = cast;
+  if (replyMode) body.replyMode = replyMode;
+  return request("/api/rooms", { method: "POST", body: JSON.stringify(body) });
 }
 
 /** A private room's new invite link token; the old one stops working. Host only. */

@@ -54,6 +54,10 @@ export interface Message {
    * The room version of the event this payload shows
    */
   version: number;
+  /**
+   * A reply's character (library id); null for user messages and replies before casts
+   */
+  characterId: string | null;
 }
 /**
  * The `aiStart` event: a reply begins.
@@ -77,6 +81,10 @@ export interface AiStart {
    * The room version of the event this payload shows
    */
   version: number;
+  /**
+   * The replying character (library id)
+   */
+  characterId: string | null;
 }
 /**
  * The `aiTextChunk` event: the next piece of a reply's text.
@@ -140,7 +148,8 @@ export interface Typing {
   username: string;
 }
 /**
- * The `roomChanged` event: the room was renamed or (un)locked by its host.
+ * The `roomChanged` event: the host renamed, (un)locked or recast the room; the room's
+ * whole state after the change.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
  * via the `definition` "RoomChanged".
@@ -149,10 +158,30 @@ export interface RoomChanged {
   roomId: string;
   name: string;
   locked: boolean;
+  cast: CastItem[];
+  /**
+   * Who answers unnamed messages
+   */
+  replyMode: "all" | "single";
   /**
    * The room version of the event this payload shows
    */
   version: number;
+}
+/**
+ * A character of a room's cast, at the revision the room uses.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "CastItem".
+ */
+export interface CastItem {
+  id: string;
+  name: string;
+  revision: number;
+  /**
+   * The character's picture at that revision
+   */
+  avatarUrl: string;
 }
 /**
  * The `kicked` event, to the sockets of a member the host removed (they have left).
@@ -181,6 +210,7 @@ export interface Acks {
   kickMember: OkAck | ErrorAck;
   lockRoom: OkAck | ErrorAck;
   renameRoom: OkAck | ErrorAck;
+  setCast: CastAck | ErrorAck;
 }
 /**
  * `joinRoom` / `resync`: the room's latest messages and the replies in progress.
@@ -208,6 +238,14 @@ export interface SnapshotAck {
    * `joinRoom` only: no new names may join
    */
   locked?: boolean;
+  /**
+   * The room's cast (on `joinRoom`)
+   */
+  cast?: CastItem[];
+  /**
+   * The room's reply mode (on `joinRoom`)
+   */
+  replyMode?: "all" | "single";
 }
 /**
  * A reply still being written, as a snapshot's `streaming[]` lists it.
@@ -263,6 +301,14 @@ export interface CatchUpAck {
    * `joinRoom` only: no new names may join
    */
   locked?: boolean;
+  /**
+   * The room's cast (on `joinRoom`)
+   */
+  cast?: CastItem[];
+  /**
+   * The room's reply mode (on `joinRoom`)
+   */
+  replyMode?: "all" | "single";
 }
 /**
  * One entry of a room's log: `events[]` items, the REST event pages and the replay.
@@ -343,6 +389,19 @@ export interface VoiceAck {
  */
 export interface OkAck {
   ok: true;
+}
+/**
+ * `setCast`: the room's new cast, recorded at `version`.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "CastAck".
+ */
+export interface CastAck {
+  ok: true;
+  roomId: string;
+  version: number;
+  cast: CastItem[];
+  replyMode: "all" | "single";
 }
 /**
  * This interface was referenced by `ServerEvents`'s JSON-Schema

@@ -1,5 +1,6 @@
 import { type FormEvent, type KeyboardEvent, useEffect, useRef, useState } from "react";
 import { canRecord, type Recording, startRecording } from "../audio/recorder";
+import { mentionChoices } from "./Cast";
 import { Icon } from "./Icon";
 
 const MAX_CONTENT_CHARS = 4000; // domain/limits.py
@@ -21,6 +22,8 @@ interface Props {
   voiceMessages?: boolean;
   /** The person started writing. */
   onTyping?: () => void;
+  /** The cast's names, offered when a word starts with `@`. */
+  mentionNames?: string[];
 }
 
 export function Composer({
@@ -33,6 +36,7 @@ export function Composer({
   focusWhenReady = false,
   voiceMessages = false,
   onTyping,
+  mentionNames = [],
 }: Props) {
   const [text, setText] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
@@ -64,8 +68,28 @@ export function Composer({
   };
 
   const tooLong = text.length > MAX_CONTENT_CHARS;
+  const choices = mentionChoices(text, mentionNames);
+  const complete = (name: string) => {
+    setText(text.replace(/@([^\s@]*)$/, `@${name} `));
+    input.current?.focus();
+  };
   return (
     <form className="composer" onSubmit={submit} data-testid="composer">
+      {choices.length > 0 && (
+        <div className="mentions" role="listbox" aria-label="Characters" data-testid="mentions">
+          {choices.map((name) => (
+            <button
+              key={name}
+              type="button"
+              role="option"
+              aria-selected="false"
+              onClick={() => complete(name)}
+            >
+              @{name}
+            </button>
+          ))}
+        </div>
+      )}
       {replyingId && (
         <button
           type="button"

@@ -5,6 +5,7 @@ import { forgetRoom, type MyRoom, myRooms, rememberRoom } from "../lib/identity"
 import { navigate, roomFromLink, roomPath } from "../lib/router";
 import { timeAgo } from "../lib/time";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
+import { CastPicker } from "./Cast";
 import { Link } from "./Link";
 import { ThemeToggle } from "./ThemeToggle";
 
@@ -39,6 +40,9 @@ export function LobbyPage() {
           tomchat
         </h1>
         <p className="tagline">Rooms where people talk with Tom, together.</p>
+        <Link href="/characters" className="small" data-testid="characters-link">
+          Characters
+        </Link>
         <ThemeToggle />
       </header>
 
@@ -117,6 +121,8 @@ function UsernameField() {
 function CreateRoom() {
   const [name, setName] = useState("");
   const [invitesOnly, setInvitesOnly] = useState(false);
+  const [cast, setCast] = useState<string[]>([]);
+  const [replyMode, setReplyMode] = useState<"single" | "all">("single");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -127,7 +133,7 @@ function CreateRoom() {
     setBusy(true);
     setError(null);
     try {
-      const room = await createRoom(trimmed, invitesOnly);
+      const room = await createRoom(trimmed, invitesOnly, cast, replyMode);
       // Both tokens are shown this once: kept in "My rooms", so the creator can come back
       // (and host) without the copied link.
       rememberRoom({
@@ -165,6 +171,11 @@ function CreateRoom() {
         />
         Private: only people with the link can join
       </label>
+      <CastPicker
+        value={cast}
+        mode={replyMode}
+        onChange={(ids, mode) => (setCast(ids), setReplyMode(mode))}
+      />
       <button type="submit" className="primary" disabled={busy || !name.trim()}>
         {busy ? "Creating…" : "Create room"}
       </button>

@@ -5,6 +5,7 @@ import { personStyle } from "../lib/identity";
 import { clockTime, fullTime } from "../lib/time";
 import { Markdown } from "../markdown/Markdown";
 import type { ChatMessage } from "../sync/events";
+import { useAvatar } from "./Cast";
 import { Icon } from "./Icon";
 
 const STATUS_LABELS: Partial<Record<ChatMessage["status"], string>> = {
@@ -35,6 +36,7 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
   // once it is done, the final text shows at once.
   const deferred = useDeferredValue(message.content);
   const text = streaming ? deferred : message.content;
+  const avatar = useAvatar(message.isAI ? message.username : "");
   return (
     <li
       className={`message ${kind} status-${message.status}`}
@@ -45,6 +47,16 @@ export const MessageItem = memo(function MessageItem({ message, mine, playing, o
       data-ai={message.isAI ? "true" : "false"}
     >
       <div className="meta">
+        {message.isAI && avatar && (
+          <img
+            className="avatar small"
+            data-testid="message-avatar"
+            src={avatar}
+            alt=""
+            width={24}
+            height={24}
+          />
+        )}
         <bdi
           className={message.isAI ? "author" : "author person"}
           style={message.isAI ? undefined : personStyle(message.username)}

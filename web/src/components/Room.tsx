@@ -12,6 +12,8 @@ import type { ChatMessage } from "../sync/events";
 import { Composer } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
+import type { CastMember } from "../api/protocol";
+import { CastBar, showCast } from "./Cast";
 import { ExportMenu } from "./ExportMenu";
 import { HoldNotice, HostControls } from "./HostControls";
 import { personStyle, rememberRoom } from "../lib/identity";
@@ -180,6 +182,22 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
   useEffect(() => {
     if (view.joined && room !== null) rememberRoom({ id: roomId, name: title, token });
   }, [view.joined, room, roomId, title, token]);
+  // The room's cast: from the room at first, then as `roomChanged` says.
+  const [cast, setCast] = useState<{ members: CastMember[]; mode: "single" | "all" } | null>(null);
+  useEffect(() => {
+    if (!view.joined) return;
+    getRoom(roomId, token).then(
+      (r) => setCast({ members: r.cast ?? [], mode: r.replyMode === "all" ? "all" : "single" }),
+      () => {},
+    );
+    return connection.onRoomChanged((p) => {
+      setCast((old) => ({
+        members: Array.isArray(p.cast) ? (p.cast as CastMember[]) : (old?.members ?? []),
+        mode: p.replyMode === "all" ? "all" : p.replyMode === "single" ? "single" : (old?.mode ?? "single"),
+      }));
+    });
+  }, [view.joined, roomId, token, connection]);
+  useEffect(() => showCast(cast?.members ?? []), [cast]);
   useEffect(() => {
     document.title = tabTitle(title, missed.unreadCount);
   }, [title, missed.unreadCount]);
@@ -221,6 +239,13 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
               name={title}
               locked={status.locked}
               isPrivate={Boolean(room?.private)}
+            />
+          )}
+          {cast && (
+            <CastBar
+              cast={cast.members}
+              replyMode={cast.mode}
+              onChange={(ids, mode) => connection.setCast(ids, mode)}
             />
           )}
         </div>
@@ -351,6 +376,7 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
           missed.clearDivider();
           connection.notifyTyping();
         }}
+        mentionNames={cast?.members.map((m) => m.name) ?? []}
         onSend={(text) => connection.sendMessage(text)}
         onVoice={(bytes, mimeType) => connection.sendVoice(bytes, mimeType)}
         replyingId={replying?.id ?? null}

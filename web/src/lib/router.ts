@@ -9,6 +9,7 @@ import { useSyncExternalStore } from "react";
 
 export type Route =
   | { page: "lobby" }
+  | { page: "characters" }
   | { page: "room"; roomId: string; token: string | null }
   | { page: "replay"; roomId: string; token: string | null }
   | { page: "notFound" };
@@ -19,6 +20,7 @@ export function parseRoute(pathname: string, search = ""): Route {
   const parts = pathname.split("/").filter(Boolean).map(safeDecode);
   const token = new URLSearchParams(search).get("token") || null;
   if (parts.length === 0) return { page: "lobby" };
+  if (parts.length === 1 && parts[0] === "characters") return { page: "characters" };
   if (parts[0] === "room" && parts[1] && ROOM_ID.test(parts[1])) {
     if (parts.length === 2) return { page: "room", roomId: parts[1], token };
     if (parts.length === 3 && parts[2] === "replay") return { page: "replay", roomId: parts[1], token };

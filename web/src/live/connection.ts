@@ -374,6 +374,22 @@ export class RoomConnection {
     await this.call("stopGeneration", { roomId: this.roomId, messageId });
   }
 
+  /** Change the room's cast (the host's act); every member hears `roomChanged`. */
+  async setCast(cast: string[], replyMode: "single" | "all"): Promise<void> {
+    await this.call("setCast", { roomId: this.roomId, cast, replyMode });
+  }
+
+  /** Hear the room's settings change (its cast, reply mode, name); returns the unsubscribe. */
+  onRoomChanged(
+    listener: (payload: { cast?: unknown; replyMode?: unknown; name?: unknown }) => void,
+  ): () => void {
+    const handler = (p: { roomId?: string; cast?: unknown; replyMode?: unknown; name?: unknown }) => {
+      if (p?.roomId === this.roomId) listener(p);
+    };
+    this.socket.on("roomChanged", handler);
+    return () => void this.socket.off("roomChanged", handler);
+  }
+
   // --- the host's acts (the server refuses them to anyone else) -------------------------
 
   async kick(username: string): Promise<void> {

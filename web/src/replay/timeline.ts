@@ -103,6 +103,7 @@ export class Timeline {
               version: v,
               source: d.source === "voice" ? "voice" : "text",
               error: null,
+              characterId: null,
             },
             chunks: null,
           });
@@ -121,6 +122,8 @@ export class Timeline {
               version: v,
               source: "text",
               error: null,
+              // Each reply names its character (replies from before casts: by name only).
+              characterId: strOrNull(d.character_id),
             },
             chunks: [],
           });

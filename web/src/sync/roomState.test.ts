@@ -17,6 +17,7 @@ function userMessage(id: string, version: number, content = `hello ${id}`): Wire
     audioUrl: null,
     status: "complete",
     version,
+    characterId: null,
   };
 }
 

@@ -149,6 +149,7 @@ class PostgresRecorder(Recorder):
                 completed_at.astimezone(UTC) if completed_at is not None else None,
                 first_version,
                 last_version,
+                character_id,
             )
             for (
                 id,
@@ -163,6 +164,7 @@ class PostgresRecorder(Recorder):
                 completed_at,
                 first_version,
                 last_version,
+                character_id,
             ) in raw
         ]
 

@@ -98,6 +98,7 @@ class SqliteRecorder(Recorder):
                 iso(completed_at + "+00:00") if completed_at is not None else None,
                 first_version,
                 last_version,
+                character_id,
             )
             for (
                 id,
@@ -112,6 +113,7 @@ class SqliteRecorder(Recorder):
                 completed_at,
                 first_version,
                 last_version,
+                character_id,
             ) in raw
         ]
 
