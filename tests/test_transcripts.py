@@ -47,6 +47,10 @@ def message(
         "status": status,
         "source": source,
         "version": version,
+        "edited": False,
+        "deleted": False,
+        "alternativeOf": None,
+        "chosen": True,
     }
 
 

@@ -19,6 +19,7 @@ from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
 from tomchat.http.api import RoomController, health
 from tomchat.http.features import Features, features
+from tomchat.http.fork import fork_room
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
@@ -96,6 +97,7 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "presence",
         "cluster",
         "media",
+        "tree",
     )
     provided = {name: part(name) for name in names}
 
@@ -149,7 +151,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",
-                route_handlers=[RoomController, *transcript_routes],
+                route_handlers=[RoomController, *transcript_routes, fork_room],
                 parameters=TOKEN_PARAMETERS,
             ),
             media_router(services.access),

@@ -15,6 +15,7 @@ from tomchat.ai.protocols import ChatModel, Transcriber
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.chat.memory import RoomMemory
+from tomchat.chat.tree import Tree
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
@@ -54,6 +55,7 @@ class Services:
     access: RoomAccess  # private rooms' tokens
     live: LiveServer  # the Socket.IO handlers
     publisher: Publisher  # committed events out to the rooms' sockets
+    tree: Tree  # regenerate, choose, edit, delete, fork
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Services:
@@ -87,6 +89,7 @@ class Services:
             else Presence()
         )
         access = RoomAccess(db)
+        tree = Tree(store, reader, conversation, media, access)
         live = LiveServer(
             sio,
             conversation,
@@ -95,6 +98,7 @@ class Services:
             access=access,
             live_limits=settings.live_limits,
             presence=presence,
+            tree=tree,
         )
         publisher = Publisher(sio, reader)
         store.subscribe(publisher.on_commit)
@@ -114,6 +118,7 @@ class Services:
             access=access,
             live=live,
             publisher=publisher,
+            tree=tree,
         )
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,11 @@ class RoomAccess:
         return room_id is None or await self.allows(room_id, token)
 
     async def create_private_room(
-        self, conversation: Conversation, room_id: str, name: str
+        self,
+        conversation: Conversation,
+        room_id: str,
+        name: str,
+        create: Callable[[], Awaitable[bool]] | None = None,
     ) -> str | None:
         """Create a private room and return its token; None if the id is taken.
 
@@ -110,7 +115,8 @@ class RoomAccess:
         except IntegrityError:
             return None  # someone else is creating it as private right now
         try:
-            created = await conversation.ensure_room(room_id, name)
+            # ``create``: how the room begins, when not as a new room does (a fork).
+            created = await (create() if create else conversation.ensure_room(room_id, name))
         except BaseException:
             await self._release(room_id)
             raise

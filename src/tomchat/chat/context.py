@@ -51,6 +51,8 @@ class Context:
 
 
 def as_turn(row: MessageRow) -> ChatTurn | None:
+    if not row.visible:
+        return None  # a deleted message, or an alternative its slot does not show
     if row.is_ai:
         return ChatTurn("assistant", row.content) if row.content else None
     return ChatTurn("user", f"{row.author}: {row.content}")

@@ -48,6 +48,10 @@ class RoomMemory:
 
     async def turns(self, room_id: str, system_prompt: str) -> list[ChatTurn]:
         memory = await self.reader.memory(room_id)
+        if memory is not None and not memory.summary:
+            # Emptied by a deletion (``domain.redaction``): start over from the rows, which
+            # no longer hold the words, and let a new summary be written.
+            memory = None
         since = memory.through_version if memory else 0
         rows = await self.reader.since(room_id, since, HISTORY_LIMIT)
         context = build_context(

@@ -99,6 +99,8 @@ def prompt_turns(character: Character, history: Sequence[MessageRow]) -> list[Ch
         prompt += "\n\nExample dialogue:\n" + character.example_dialogue
     turns = [ChatTurn("system", prompt)]
     for row in history:
+        if not row.visible:
+            continue  # deleted, or an alternative its slot does not show
         if row.is_ai and row.content:
             turns.append(ChatTurn("assistant", row.content))
         elif not row.is_ai:

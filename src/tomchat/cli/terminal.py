@@ -10,13 +10,18 @@ from typing import TextIO, assert_never
 from tomchat.chat.export import STATUS_MARKS
 from tomchat.domain.events import (
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomForked,
 )
 
 INDENT = "    "
@@ -130,6 +135,18 @@ class ReplayPrinter:
                 self._authors.pop(event.message_id, None)
             case ReplyAudio() | MemorySummarized():
                 pass  # nothing to show in a terminal
+            case MessageEdited():
+                self._line(at, self.style.dim(f"(edited) {_indented(event.content)}"))
+            case MessageRedacted():
+                self._line(at, self.style.dim(f"(a message was deleted by {event.by})"))
+            case ReplyChosen():
+                self._line(at, self.style.dim("(another alternative was chosen)"))
+            case RoomForked():
+                self._line(
+                    at, self.style.dim(f"room {event.name!r} forked from {event.from_room!r}")
+                )
+            case MessageImported():
+                self._line(at, f"{self.style.user(event.username)}: {_indented(event.content)}")
             case _:
                 assert_never(event)
 

@@ -39,6 +39,8 @@ class ReplyStarted(_Event, frozen=True, tag="reply.started"):
     message_id: str
     character: str
     in_reply_to: tuple[str, ...] = ()
+    # A regenerated reply: the first reply of its slot (None for a slot's first reply).
+    alternative_of: str | None = None
 
 
 class ReplyChunk(_Event, frozen=True, tag="reply.chunk"):
@@ -80,6 +82,55 @@ class MemorySummarized(_Event, frozen=True, tag="memory.summarized"):
     summary: str
 
 
+class ReplyChosen(_Event, frozen=True, tag="reply.chosen"):
+    """The alternative of its slot now shown, and used in later model contexts."""
+
+    message_id: str
+
+
+class MessageEdited(_Event, frozen=True, tag="message.edited"):
+    message_id: str
+    content: str
+
+
+class MessageRedacted(_Event, frozen=True, tag="message.redacted"):
+    """A message deleted: appending this also strips the words from the message's earlier
+    events, in the same transaction (``domain.redaction``)."""
+
+    message_id: str
+    by: str
+    reason: str | None = None
+
+
+class CastEntry(msgspec.Struct, frozen=True):
+    """A character of a room's cast, at the revision the room uses."""
+
+    id: str
+    name: str
+    revision: int = 1
+
+
+class RoomForked(_Event, frozen=True, tag="room.forked"):
+    """The first event of a room copied from another room's visible transcript at a version."""
+
+    from_room: str
+    at_version: int
+    name: str
+    cast: tuple[CastEntry, ...] = ()
+
+
+class MessageImported(_Event, frozen=True, tag="message.imported"):
+    """A message copied into a forked room, with its original author and time."""
+
+    message_id: str
+    username: str
+    is_ai: bool
+    content: str
+    status: ReplyStatus = "complete"
+    original_at: datetime | None = None
+    character_id: str | None = None
+
+
 Event = (
     RoomCreated
     | MessagePosted
@@ -88,6 +139,11 @@ Event = (
     | ReplyAudio
     | ReplyCompleted
     | MemorySummarized
+    | ReplyChosen
+    | MessageEdited
+    | MessageRedacted
+    | RoomForked
+    | MessageImported
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -100,6 +156,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
         ReplyAudio,
         ReplyCompleted,
         MemorySummarized,
+        ReplyChosen,
+        MessageEdited,
+        MessageRedacted,
+        RoomForked,
+        MessageImported,
     )
 )
 

@@ -12,13 +12,18 @@ from typing import Any, assert_never
 from tomchat import metrics
 from tomchat.domain.events import (
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomForked,
 )
 from tomchat.live.engine_hooks import encode_event, fans_out_directly, frame_size, local_members
 from tomchat.store.rooms import RoomReader
@@ -110,6 +115,10 @@ class Publisher:
             case ReplyCompleted():
                 if (info := self._replies.get(event.message_id)) is None:
                     return None
+            case ReplyChosen():
+                return None  # its slot comes from the projection
+            case MessageEdited() | MessageRedacted() | RoomForked() | MessageImported():
+                pass
             case (
                 ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
             ):
@@ -132,7 +141,9 @@ class Publisher:
     async def _emit(self, recorded: RecordedEvent) -> None:
         event = recorded.event
         info = (
-            await self._reply_info(event.message_id) if isinstance(event, ReplyCompleted) else None
+            await self._reply_info(event.message_id)
+            if isinstance(event, ReplyCompleted | ReplyChosen)
+            else None
         )
         self._remember(recorded)
         out = live_event(recorded, info)
@@ -146,7 +157,9 @@ class Publisher:
         event = recorded.event
         match event:
             case ReplyStarted():
-                self._replies[event.message_id] = ReplyInfo(event.character, recorded.recorded_at)
+                self._replies[event.message_id] = ReplyInfo(
+                    event.character, recorded.recorded_at, alternative_of=event.alternative_of
+                )
             case ReplyAudio():
                 # The final audio event usually comes after completion: never re-cache then.
                 if (known := self._replies.get(event.message_id)) is not None:
@@ -163,6 +176,10 @@ class Publisher:
                 )
             case ReplyChunk() | MessagePosted() | RoomCreated() | MemorySummarized():
                 pass
+            case ReplyChosen() | MessageEdited() | MessageRedacted():
+                pass
+            case RoomForked() | MessageImported():
+                pass
             case _:
                 assert_never(event)
 
@@ -171,7 +188,9 @@ class Publisher:
             return info
         # Started by another process or before a restart: the projection knows.
         row = await self.reader.message(message_id)
-        return ReplyInfo(row.author, row.created_at, row.audio_url) if row is not None else None
+        if row is None:
+            return None
+        return ReplyInfo(row.author, row.created_at, row.audio_url, row.alternative_of)
 
 
 def _observe_lag(recorded: RecordedEvent) -> None:

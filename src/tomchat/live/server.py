@@ -13,8 +13,10 @@ from msgspec import UNSET
 from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
+from tomchat.chat.tree import NoHosts, RoomRoles, Tree
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
+from tomchat.domain.events import RecordedEvent
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
@@ -23,9 +25,13 @@ from tomchat.wire import outgoing as wire
 from tomchat.wire import payloads
 from tomchat.wire.errors import answer
 from tomchat.wire.incoming import (
+    ChooseAlternative,
+    DeleteMessage,
+    EditMessage,
     JoinRoom,
     LeaveRoom,
     PayloadError,
+    Regenerate,
     Resync,
     SendMessage,
     SendVoiceMessage,
@@ -75,6 +81,11 @@ def refusal(name: str, exc: Exception) -> dict[str, Any]:
     return error(said.code.code, said.message, retry_after=said.extra.get("retryAfter"))
 
 
+def _sent(recorded: RecordedEvent) -> SendAck:
+    message_id = getattr(recorded.event, "message_id", "")
+    return SendAck(ok=True, message_id=message_id, version=recorded.version)
+
+
 class LiveServer:
     def __init__(
         self,
@@ -86,8 +97,12 @@ class LiveServer:
         access: RoomAccess | None = None,
         live_limits: LiveLimits | None = None,
         presence: Presence | None = None,
+        tree: Tree | None = None,
+        roles: RoomRoles | None = None,
     ) -> None:
         self.sio = sio
+        self.tree = tree  # regenerate, choose, edit, delete (None: refused as unavailable)
+        self.roles: RoomRoles = roles or NoHosts()  # who hosts a room (may delete any message)
         self.conversation = conversation
         self.reader = reader
         self.voice_messages = voice_messages
@@ -105,6 +120,10 @@ class LiveServer:
             "stopGeneration": self.stop_generation,
             "resync": self.resync,
             "leaveRoom": self.leave_room,
+            "regenerate": self.regenerate,
+            "chooseAlternative": self.choose_alternative,
+            "editMessage": self.edit_message,
+            "deleteMessage": self.delete_message,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -165,7 +184,7 @@ class LiveServer:
             ok=True,
             room_id=room_id,
             version=snapshot.version,
-            messages=[wire.message(m) for m in snapshot.messages],
+            messages=wire.messages(snapshot.messages),
             streaming=[wire.streaming(s) for s in snapshot.streaming],
             has_more=snapshot.has_more,
             # Too far behind (or ahead of) the log: start over.
@@ -199,6 +218,41 @@ class LiveServer:
         if not await self.conversation.stop(p.roomId, p.messageId):
             raise PayloadError("not_found", f"no reply {p.messageId!r} in this room")
         return OK
+
+    # -- the tree (chat.tree): alternatives, edits, deletions -----------------------------
+
+    def _tree(self) -> Tree:
+        if self.tree is None:
+            raise PayloadError("unavailable", "this server does not edit its rooms' history")
+        return self.tree
+
+    async def regenerate(self, sid: str, data: Any) -> Ack:
+        p = parse(Regenerate, data)
+        username = self._member(sid, p.roomId)
+        # A regeneration costs a model call, as a message does.
+        self.messages_limit.check([sid, username])
+        recorded = await self._tree().regenerate(p.roomId, p.messageId)
+        return _sent(recorded)
+
+    async def choose_alternative(self, sid: str, data: Any) -> Ack:
+        p = parse(ChooseAlternative, data)
+        self._member(sid, p.roomId)
+        return _sent(await self._tree().choose(p.roomId, p.messageId))
+
+    async def edit_message(self, sid: str, data: Any) -> Ack:
+        p = parse(EditMessage, data)
+        username = self._member(sid, p.roomId)
+        self.messages_limit.check([sid, username])
+        return _sent(await self._tree().edit(p.roomId, p.messageId, username, p.content))
+
+    async def delete_message(self, sid: str, data: Any) -> Ack:
+        p = parse(DeleteMessage, data)
+        username = self._member(sid, p.roomId)
+        as_host = self.roles.is_host(p.roomId, sid)
+        recorded = await self._tree().delete(
+            p.roomId, p.messageId, username, as_host=as_host, reason=p.reason
+        )
+        return _sent(recorded)
 
     async def leave_room(self, sid: str, data: Any) -> Ack:
         p = parse(LeaveRoom, data)

@@ -9,18 +9,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Executable, Table, bindparam, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.events import (
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomForked,
 )
 from tomchat.domain.transcript import POSTED, STREAMING
 from tomchat.store.schema import messages, streams
@@ -55,7 +70,14 @@ def projection_statements(
                     }
                 )
             case ReplyStarted():
-                inserts.append(_row(recorded, event.message_id, event.character, True, ""))
+                row = _row(recorded, event.message_id, event.character, True, "")
+                if event.alternative_of is not None:
+                    # The newest alternative is shown: hide the slot's others first. Rows
+                    # inserted earlier in this batch must exist by then, so flush them.
+                    row["alternative_of"] = event.alternative_of
+                    _flush(out, table, inserts, changes)
+                    out.append(_show(table, event.alternative_of, None))
+                inserts.append(row)
             case ReplyAudio():
                 changes.append(
                     _change(
@@ -81,16 +103,50 @@ def projection_statements(
                 )
             case MemorySummarized():
                 pass  # model context only: read from the log, never a message row
+            case ReplyChosen():
+                _flush(out, table, inserts, changes)
+                out.append(_show(table, None, event.message_id))
+            case MessageEdited():
+                values = {"content": event.content, "edited": True, "last_version": v}
+                changes.append(_change(table, event.message_id, values))
+            case MessageRedacted():
+                values = {"content": "", "audio_url": None, "deleted": True, "last_version": v}
+                changes.append(_change(table, event.message_id, values))
+            case RoomForked():
+                character = event.cast[0].name if event.cast else None
+                out.append(
+                    (
+                        update(streams)
+                        .where(streams.c.room_id == recorded.room_id)
+                        .values(name=event.name, character=character, created_at=at),
+                        None,
+                    )
+                )
+            case MessageImported():
+                original = event.original_at or at
+                inserts.append(
+                    _row(recorded, event.message_id, event.username, event.is_ai, event.content)
+                    | {"status": event.status, "created_at": original, "completed_at": original}
+                )
             case ReplyChunk():
                 pass  # skipped above
             case _:
                 assert_never(event)
+    _flush(out, table, inserts, changes)
+    return out
+
+
+def _flush(
+    out: list[Statement], table: Table, inserts: list[dict[str, Any]], changes: list[Statement]
+) -> None:
+    """Move the pending inserts, then the pending updates, to ``out`` (and empty both)."""
     if inserts:
-        out.append((table.insert(), inserts))
+        out.append((table.insert(), list(inserts)))
     # Updates go after the inserts of the same batch, in log order, so a reply started and
     # finished within one batch ends up in its final state.
     out += changes
-    return out
+    inserts.clear()
+    changes.clear()
 
 
 def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:
@@ -98,6 +154,28 @@ def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:
         update(table).where(table.c.id == bindparam("target_id")).values(**values),
         {"target_id": message_id},
     )
+
+
+def _show(table: Table, slot: str | None, message_id: str | None) -> Statement:
+    """Show ``message_id`` in its slot (or, with ``slot``, hide every row of that slot)."""
+    where: ColumnElement[Any]
+    params: dict[str, str | None]
+    if slot is not None:
+        where = bindparam("slot_id")
+        params = {"slot_id": slot}
+        values: dict[str, Any] = {"shown": False}
+    else:
+        other = table.alias("chosen")
+        where = (
+            select(func.coalesce(other.c.alternative_of, other.c.id))
+            .where(other.c.id == bindparam("chosen_id"))
+            .scalar_subquery()
+        )
+        params = {"chosen_id": message_id}
+        values = {"shown": table.c.id == bindparam("chosen_id")}
+    # Two indexed lookups (the slot's first reply by id, the others by alternative_of).
+    in_slot = or_(table.c.id == where, table.c.alternative_of == where)
+    return update(table).where(in_slot).values(**values), params
 
 
 async def project(
@@ -129,4 +207,5 @@ def _row(
         "completed_at": None,
         "first_version": recorded.version,
         "last_version": recorded.version,
+        "alternative_of": None,
     }

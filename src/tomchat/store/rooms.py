@@ -264,6 +264,10 @@ def _message(row: Any) -> MessageRow:
         completed_at=row.completed_at,
         first_version=row.first_version,
         last_version=row.last_version,
+        edited=bool(row.edited),
+        deleted=bool(row.deleted),
+        alternative_of=row.alternative_of,
+        shown=bool(row.shown),
     )
 
 

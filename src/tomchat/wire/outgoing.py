@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never, cast
 
+from msgspec import UNSET
+
 from tomchat.domain.codec import data_dict
 from tomchat.domain.events import (
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     MessageSource,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomForked,
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
+from tomchat.wire import payloads
 from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    AlternativeChosen,
     LiveEvent,
     Message,
+    MessageDeleted,
     MessageStatus,
     RawEvent,
     Streaming,
@@ -39,13 +50,14 @@ class ReplyInfo:
     author: str
     started_at: datetime
     audio_url: str | None = None
+    alternative_of: str | None = None  # the slot's first reply, for a regenerated reply
 
 
 def iso(at: datetime) -> str:
     return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def message(row: MessageRow) -> Message:
+def message(row: MessageRow, alternatives: list[str] | None = None) -> Message:
     return Message(
         id=row.id,
         room_id=row.room_id,
@@ -57,7 +69,22 @@ def message(row: MessageRow) -> Message:
         status=cast(MessageStatus, row.status),
         source=cast(MessageSource, row.source),
         version=row.last_version,
+        edited=row.edited,
+        deleted=row.deleted,
+        alternative_of=row.alternative_of,
+        alternatives=alternatives if alternatives is not None else UNSET,
+        chosen=row.shown,
     )
+
+
+def messages(rows: Sequence[MessageRow]) -> list[Message]:
+    """Messages of a snapshot or page: the first reply of each slot that has alternatives
+    among ``rows`` lists them (alternatives always follow their slot's first reply)."""
+    slots: dict[str, list[str]] = {}
+    for row in rows:
+        if row.alternative_of is not None:
+            slots.setdefault(row.alternative_of, [row.alternative_of]).append(row.id)
+    return [message(row, slots.get(row.id)) for row in rows]
 
 
 def streaming(item: StreamingReply) -> Streaming:
@@ -69,6 +96,7 @@ def streaming(item: StreamingReply) -> Streaming:
         timestamp=iso(item.row.created_at),
         audio_url=item.row.audio_url,
         version=item.row.first_version,
+        alternative_of=item.row.alternative_of,
     )
 
 
@@ -112,6 +140,7 @@ def live_event(
                 timestamp=iso(recorded.recorded_at),
                 in_reply_to=list(event.in_reply_to),
                 version=v,
+                alternative_of=event.alternative_of,
             )
         case ReplyChunk():
             return "aiTextChunk", AiTextChunk(
@@ -141,9 +170,28 @@ def live_event(
                 status=event.status,
                 error=event.error,
                 version=v,
+                alternative_of=info.alternative_of,
             )
-        case RoomCreated():
+        case MessageEdited():
+            return "messageEdited", payloads.MessageEdited(
+                room_id=room, message_id=event.message_id, content=event.content, version=v
+            )
+        case MessageRedacted():
+            return "messageDeleted", MessageDeleted(
+                room_id=room, message_id=event.message_id, by=event.by, version=v
+            )
+        case ReplyChosen():
+            slot = reply.alternative_of if reply is not None else None
+            return "alternativeChosen", AlternativeChosen(
+                room_id=room,
+                message_id=event.message_id,
+                alternative_of=slot or event.message_id,
+                version=v,
+            )
+        case RoomCreated() | RoomForked():
             return None  # clients learn a room's name and character when they join
+        case MessageImported():
+            return None  # written with its room's creation, before anyone can be in it
         case MemorySummarized():
             return None  # the models' memory, never shown
         case _:

@@ -20,11 +20,14 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    AlternativeChosen,
     CatchUpAck,
     ErrorAck,
     ErrorBody,
     EventPage,
     Message,
+    MessageDeleted,
+    MessageEdited,
     MessagePage,
     OkAck,
     Presence,
@@ -43,6 +46,9 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "aiAudio": AiAudio,
     "aiComplete": Message,
     "presence": Presence,
+    "messageEdited": MessageEdited,
+    "messageDeleted": MessageDeleted,
+    "alternativeChosen": AlternativeChosen,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -53,6 +59,10 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "sendVoiceMessage": (VoiceAck,),
     "stopGeneration": (OkAck,),
     "leaveRoom": (OkAck,),
+    "regenerate": (SendAck,),
+    "chooseAlternative": (SendAck,),
+    "editMessage": (SendAck,),
+    "deleteMessage": (SendAck,),
 }
 
 #: REST responses built from the same items.

@@ -32,7 +32,7 @@ from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written, checked_ids, finish, guarded_rooms, place
 from tomchat.store.projection import project
 from tomchat.store.reads import recorded_by_id
-from tomchat.store.recorders.base import Recorder
+from tomchat.store.recorders.base import Recorder, redact
 from tomchat.store.schema import UTCDateTime, events, reply_leases, streams
 
 _MIGRATION_LOCK = 0x746F6D63  # "tomc": the advisory lock key of tomchat's migrations
@@ -104,6 +104,7 @@ class PostgresRecorder(Recorder):
                 )
             ]
             await project(conn, fresh)
+            await redact(conn, fresh)
             await conn.execute(
                 update(streams)
                 .where(streams.c.room_id == bindparam("target_room"))
@@ -134,6 +135,10 @@ class PostgresRecorder(Recorder):
                 completed_at.astimezone(UTC) if completed_at is not None else None,
                 first_version,
                 last_version,
+                edited,
+                deleted,
+                alternative_of,
+                shown,
             )
             for (
                 id,
@@ -148,6 +153,10 @@ class PostgresRecorder(Recorder):
                 completed_at,
                 first_version,
                 last_version,
+                edited,
+                deleted,
+                alternative_of,
+                shown,
             ) in raw
         ]
 
