@@ -387,7 +387,7 @@ class RecorderContract(ABC):
         ]
         await recorder.write([request("x", [NewEvent(e) for e in story])])
         redact = request("x", [NewEvent(MessageRedacted(message_id="r1", by="ann"))])
-        outcomes, fresh = await recorder.write([redact])
+        outcomes, _ = await recorder.write([redact])
         assert [r.version for r in records(outcomes, redact)] == [10]
         log = await recorder.read("x")
         assert word not in repr([e.event for e in log])

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from litestar import post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -54,6 +54,8 @@ async def fork_room(
     source = await reader.room(room_id)
     if source is None:
         raise NotFoundException(f"no room {room_id!r}")
+    if body.at is not None and body.at > source.version:
+        raise ValidationException(f"the room is at version {source.version}, not {body.at}")
     name = body.name or f"{source.name or room_id} (fork)"
     forked = await tree.fork(room_id, body.at, _slug(name), name, private=body.private)
     if forked is None:
