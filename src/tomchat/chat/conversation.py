@@ -252,7 +252,8 @@ class Conversation:
     async def _serve(self, room_id: str) -> None:
         """Holding the room: close what a dead holder left, then answer until nobody waits."""
         await close_orphans(room_id, await self.reader.streaming_replies_in(room_id), self._append)
-        if (waiting := self._regenerations.pop(room_id, None)) is not None:
+        if (waiting := self._regenerations.get(room_id)) is not None:
+            # Left registered until it has started or failed: a rival meanwhile is busy.
             await self._alternative(room_id, waiting)
         while not self._closing:
             pending = await self.reader.unanswered(room_id)
@@ -277,6 +278,7 @@ class Conversation:
             self._replies.pop(room_id, None)
 
     async def _alternative(self, room_id: str, request: Regeneration) -> None:
+        """Start the regeneration waiting for the room, then stream it like any reply."""
         reply = self.replier.reply(room_id)
         started = ReplyStarted(
             message_id=reply.message_id,
@@ -284,6 +286,7 @@ class Conversation:
             in_reply_to=request.in_reply_to,
             alternative_of=request.slot,
         )
+        refused: BaseException | None = None
         try:
             [recorded] = await self.store.append(
                 room_id,
@@ -292,24 +295,25 @@ class Conversation:
                 lease_owner=self.leases.owner,
             )
         except ConcurrencyError:
-            request.started.set_exception(
-                AlternativeRefused(
-                    "conflict", "the room changed meanwhile (another regenerate won): look again"
-                )
-            )
-            return
+            refused = AlternativeRefused("conflict", "the room changed meanwhile: look again")
         except AppendConflict as exc:
-            request.started.set_exception(AlternativeRefused("conflict", str(exc)))
-            return
+            refused = AlternativeRefused("conflict", str(exc))
         except asyncio.CancelledError:
+            self._regenerations.pop(room_id, None)
             request.started.cancel()
             raise
         except Exception as exc:
-            request.started.set_exception(exc)
+            refused = exc
+        else:
+            # Registered as the room's reply before the request is let go: a rival
+            # regeneration sees the room busy at every moment.
+            self._replies[room_id] = reply
+        self._regenerations.pop(room_id, None)
+        if refused is not None:
+            request.started.set_exception(refused)
             return
         request.started.set_result(recorded)
         logs.bind(room_id=room_id, message_id=reply.message_id)
-        self._replies[room_id] = reply
         try:
             with metrics.ROOMS_STREAMING.track_inprogress():
                 await reply.stream()

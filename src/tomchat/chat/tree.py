@@ -2,8 +2,9 @@
 
 Every command checks what it may do against one snapshot of the room and appends with that
 snapshot's version as ``expected_version`` (the reply loop does so for a regeneration), so
-two commands racing never both act on a state that no longer holds: one wins and the other
-is told (``conflict``). Every refusal raises ``PayloadError`` with its code and appends
+no command acts on a state that no longer holds: when the room moved on meanwhile it is
+checked again, and of two regenerations racing one wins and the other is told (``busy`` or
+``conflict``). Every refusal raises ``PayloadError`` with its code and appends
 nothing. See docs/architecture.md, "The tree".
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +58,9 @@ class NoHosts:
         return False
 
 
+ATTEMPTS = 5  # checks of a command against a room that keeps moving, before giving up
+
+
 def _raced() -> PayloadError:
     return PayloadError("conflict", "the room changed meanwhile: look again and retry")
 
@@ -86,7 +90,21 @@ class Tree:
     # -- regenerate and choose -------------------------------------------------------------
 
     async def regenerate(self, room_id: str, message_id: str) -> RecordedEvent:
-        """Start a new alternative of the room's latest reply; its ``reply.started``."""
+        """Start a new alternative of the room's latest reply; its ``reply.started``.
+
+        When the room changed between the check and the start (its voice arriving late, a
+        rival regeneration), it is checked again: a rival's reply now streams, so the
+        loser is told ``busy``; something unrelated lets it go ahead."""
+        latest: list[str] = []  # the room's latest reply at the first check
+        for _ in range(ATTEMPTS):
+            try:
+                return await self._regenerate(room_id, message_id, latest)
+            except AlternativeRefused as exc:
+                if exc.code != "conflict":
+                    raise PayloadError(exc.code, str(exc)) from None
+        raise _raced()
+
+    async def _regenerate(self, room_id: str, message_id: str, seen: list[str]) -> RecordedEvent:
         async with self.reader.db.snapshot() as conn:
             head = await head_of(conn, room_id) or 0
             row = await _row(conn, room_id, message_id)
@@ -96,6 +114,9 @@ class Tree:
             latest = await _latest_reply(conn, room_id)
             if latest is None or latest.slot != row.slot:
                 raise PayloadError("not_latest", "only the room's latest reply can be regenerated")
+            if seen and seen[0] != latest.id:
+                raise PayloadError("conflict", "another regenerate of this reply came first")
+            seen[:] = [latest.id]
             if await _waiting(conn, room_id, latest.first_version):
                 raise PayloadError(
                     "not_latest", "messages are waiting for an answer: the next reply is coming"
@@ -107,37 +128,35 @@ class Tree:
         in_reply_to = next((e.in_reply_to for e in started if isinstance(e, ReplyStarted)), ())
         slot = row.slot
         request = Regeneration(slot, in_reply_to, head, asyncio.get_running_loop().create_future())
-        try:
-            return await self.conversation.regenerate(room_id, request)
-        except AlternativeRefused as exc:
-            raise PayloadError(exc.code, str(exc)) from None
+        return await self.conversation.regenerate(room_id, request)
 
     async def choose(self, room_id: str, message_id: str) -> RecordedEvent:
         """Show ``message_id`` in its slot, to everyone (``reply.chosen``)."""
-        async with self.reader.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            row = await _row(conn, room_id, message_id)
-            if row is None or not row.is_ai:
-                raise PayloadError("not_found", f"no reply {message_id!r} in this room")
-            if row.alternative_of is None and not await _has_alternatives(conn, row.id):
-                raise PayloadError("not_found", "this reply has no alternatives to choose from")
-        return await self._append(room_id, ReplyChosen(message_id=message_id), head)
+
+        async def check() -> tuple[int, Event]:
+            async with self.reader.db.snapshot() as conn:
+                head = await head_of(conn, room_id) or 0
+                row = await _row(conn, room_id, message_id)
+                if row is None or not row.is_ai:
+                    raise PayloadError("not_found", f"no reply {message_id!r} in this room")
+                if row.alternative_of is None and not await _has_alternatives(conn, row.id):
+                    raise PayloadError("not_found", "this reply has no alternatives to choose")
+            return head, ReplyChosen(message_id=message_id)
+
+        return await self._append(room_id, check)
 
     # -- edit and delete -------------------------------------------------------------------
 
     async def edit(
         self, room_id: str, message_id: str, username: str, content: str
     ) -> RecordedEvent:
-        async with self.reader.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            row = await _row(conn, room_id, message_id)
-        if row is None or row.deleted:
-            raise PayloadError("not_found", f"no message {message_id!r} in this room")
-        if row.is_ai or row.author != username:
-            raise PayloadError("forbidden", "only its author can edit a message")
-        return await self._append(
-            room_id, MessageEdited(message_id=message_id, content=content), head
-        )
+        async def check() -> tuple[int, Event]:
+            head, row = await self._message(room_id, message_id)
+            if row.is_ai or row.author != username:
+                raise PayloadError("forbidden", "only its author can edit a message")
+            return head, MessageEdited(message_id=message_id, content=content)
+
+        return await self._append(room_id, check)
 
     async def delete(
         self,
@@ -150,32 +169,49 @@ class Tree:
     ) -> RecordedEvent:
         """Delete a message for real: the words leave every event of the log (in the same
         transaction as ``message.redacted``), then its audio file leaves the disk."""
+        audio: list[str | None] = []
+
+        async def check() -> tuple[int, Event]:
+            head, row = await self._message(room_id, message_id)
+            own = not row.is_ai and row.author == by
+            if not (own or as_host):
+                raise PayloadError("forbidden", "only its author or the room's host can delete it")
+            if row.status == STREAMING:
+                raise PayloadError("busy", "this reply is still being written: stop it first")
+            audio[:] = [row.audio_url]
+            return head, MessageRedacted(message_id=message_id, by=by, reason=reason)
+
+        recorded = await self._append(room_id, check)
+        url = audio[0] if audio else None
+        if url and (name := self.media.name_of(url)) is not None:
+            try:
+                self.media.delete(name)
+            except OSError as exc:
+                log.warning("could not delete the audio of deleted message %s: %s", message_id, exc)
+        return recorded
+
+    async def _message(self, room_id: str, message_id: str) -> tuple[int, MessageRow]:
+        """The room's head and the message (not deleted), read in one snapshot."""
         async with self.reader.db.snapshot() as conn:
             head = await head_of(conn, room_id) or 0
             row = await _row(conn, room_id, message_id)
         if row is None or row.deleted:
             raise PayloadError("not_found", f"no message {message_id!r} in this room")
-        own = not row.is_ai and row.author == by
-        if not (own or as_host):
-            raise PayloadError("forbidden", "only its author or the room's host can delete it")
-        if row.status == STREAMING:
-            raise PayloadError("busy", "this reply is still being written: stop it first")
-        recorded = await self._append(
-            room_id, MessageRedacted(message_id=message_id, by=by, reason=reason), head
-        )
-        if row.audio_url and (name := self.media.name_of(row.audio_url)) is not None:
-            try:
-                self.media.delete(name)
-            except OSError as exc:
-                log.warning("could not delete the audio of deleted message %s: %s", row.id, exc)
-        return recorded
+        return head, row
 
-    async def _append(self, room_id: str, event: Event, head: int) -> RecordedEvent:
-        try:
-            [recorded] = await self.store.append(room_id, [event], expected_version=head)
-        except ConcurrencyError:
-            raise _raced() from None
-        return recorded
+    async def _append(
+        self, room_id: str, check: Callable[[], Awaitable[tuple[int, Event]]]
+    ) -> RecordedEvent:
+        """Append what ``check`` decides, at the version it read: if the room moved on
+        meanwhile (a reply's voice, someone's message), check again on the new state."""
+        for _ in range(ATTEMPTS):
+            head, event = await check()
+            try:
+                [recorded] = await self.store.append(room_id, [event], expected_version=head)
+            except ConcurrencyError:
+                continue
+            return recorded
+        raise _raced()
 
     # -- fork ------------------------------------------------------------------------------
 
