@@ -34,12 +34,13 @@ from tomchat.domain.events import (
     RoomForked,
     new_message_id,
 )
+from tomchat.domain.redaction import marker
 from tomchat.domain.transcript import STREAMING, MessageRow, Transcript
 from tomchat.media.files import MediaStore
 from tomchat.store.event_store import ConcurrencyError, EventStore
 from tomchat.store.reads import head_of, read_events
 from tomchat.store.rooms import RoomReader, _message
-from tomchat.store.schema import messages
+from tomchat.store.schema import events, messages
 from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire.incoming import PayloadError
 
@@ -278,6 +279,25 @@ class Tree:
         if not created:
             raise PayloadError("conflict", f"room {new_id!r} exists already")
         return Forked(new_id, token, len(events) - 1)
+
+    async def version_of(self, room_id: str, message_id: str) -> int | None:
+        """The version at which a message was whole: a reply's completion, a message's
+        posting; None if the room has no such message."""
+        async with self.reader.db.snapshot() as conn:
+            row = await _row(conn, room_id, message_id)
+            if row is None:
+                return None
+            if not row.is_ai:
+                return row.first_version
+            query = select(func.min(events.c.version)).where(
+                events.c.room_id == room_id,
+                events.c.version >= row.first_version,
+                events.c.type == "reply.completed",
+                events.c.data.contains(marker(message_id), autoescape=True),
+            )
+            done: int | None = (await conn.execute(query)).scalar_one()
+        # A reply still streaming (or imported whole into a fork) is as it began.
+        return done or row.first_version
 
     async def _deleted(self, room_id: str) -> set[str]:
         query = select(messages.c.id).where(

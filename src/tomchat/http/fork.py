@@ -26,9 +26,14 @@ class ForkRequest(msgspec.Struct, forbid_unknown_fields=True):
         Annotated[str, msgspec.Meta(min_length=1, max_length=limits.MAX_ROOM_NAME_CHARS)] | None
     ) = None
     private: bool = False
+    # Instead of ``at``: fork just after this message was whole (a reply's completion).
+    messageId: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
     def __post_init__(self) -> None:
         storable("name", self.name)
+        storable("messageId", self.messageId)
+        if self.at is not None and self.messageId is not None:
+            raise ValueError("give at or messageId, not both")
 
 
 @post(
@@ -56,8 +61,13 @@ async def fork_room(
         raise NotFoundException(f"no room {room_id!r}")
     if body.at is not None and body.at > source.version:
         raise ValidationException(f"the room is at version {source.version}, not {body.at}")
+    at = body.at
+    if body.messageId is not None:
+        at = await tree.version_of(room_id, body.messageId)
+        if at is None:
+            raise NotFoundException(f"no message {body.messageId!r} in room {room_id!r}")
     name = body.name or f"{source.name or room_id} (fork)"
-    forked = await tree.fork(room_id, body.at, _slug(name), name, private=body.private)
+    forked = await tree.fork(room_id, at, _slug(name), name, private=body.private)
     if forked is None:
         raise NotFoundException(f"no room {room_id!r}")
     info = await reader.room(forked.room_id)

@@ -1,9 +1,9 @@
-import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 import { useFeatures } from "../api/features";
-import { getRoom, mediaUrl, olderMessages } from "../api/rest";
+import { forkRoom, getRoom, mediaUrl, olderMessages } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { RoomConnection } from "../live/connection";
-import { replayPath, roomPath } from "../lib/router";
+import { navigate, replayPath, roomPath } from "../lib/router";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
 import { tabTitle } from "../lib/attention";
 import { useAnnouncer, useMissed } from "../lib/useAttention";
@@ -14,7 +14,7 @@ import { ConnectionBadge } from "./ConnectionBadge";
 import { AudioBlockedBanner } from "./AudioBlockedBanner";
 import { ExportMenu } from "./ExportMenu";
 import { Link } from "./Link";
-import { OutgoingItem } from "./MessageItem";
+import { OutgoingItem, type TreeActions } from "./MessageItem";
 import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
 import { VoiceControls } from "./VoiceControls";
@@ -130,6 +130,29 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
     [player, token],
   );
 
+  // The tree: what fails is said in one line above the composer; what works reaches
+  // everyone (this reader too) as live events.
+  const [treeError, setTreeError] = useState<string | null>(null);
+  const tree = useMemo<TreeActions>(() => {
+    const attempt = (work: Promise<unknown>) => {
+      setTreeError(null);
+      work.catch((e: unknown) => setTreeError(e instanceof Error ? e.message : String(e)));
+    };
+    return {
+      choose: (id) => attempt(connection.chooseAlternative(id)),
+      regenerate: (id) => attempt(connection.regenerate(id)),
+      edit: (id, content) => attempt(connection.editMessage(id, content)),
+      remove: (id) => attempt(connection.deleteMessage(id)),
+      fork: (m) =>
+        attempt(
+          forkRoom(connection.roomId, { messageId: m.id }, token).then((room) =>
+            navigate(roomPath(room.id, room.token ?? null)),
+          ),
+        ),
+      host: false,
+    };
+  }, [connection, token]);
+
   const replying = [...view.messages].reverse().find((m) => m.status === "streaming") ?? null;
   const stop = async (messageId: string) => {
     setStopError(null);
@@ -233,6 +256,7 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
           loadOlder={loadOlder}
           sentCount={status.sent}
           dividerBefore={missed.dividerBefore}
+          tree={tree}
           empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
           footer={status.outbox.map((item) => (
             <OutgoingItem
@@ -271,6 +295,11 @@ function RoomScreen({ connection, token, username }: ScreenProps) {
       {membersOpen && <div className="scrim" aria-hidden="true" onClick={() => setMembersOpen(false)} />}
 
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
+      {treeError && (
+        <p className="error small composer-error" data-testid="tree-error" role="alert">
+          {treeError}
+        </p>
+      )}
       <Composer
         disabled={!view.joined || status.fatal !== null}
         focusWhenReady={view.joined}

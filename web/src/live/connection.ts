@@ -260,6 +260,23 @@ export class RoomConnection {
     await this.call("stopGeneration", { roomId: this.roomId, messageId });
   }
 
+  // The tree: every answer reaches the room as a live event; the acks only say it worked.
+  async regenerate(messageId: string): Promise<void> {
+    await this.call("regenerate", { roomId: this.roomId, messageId });
+  }
+
+  async chooseAlternative(messageId: string): Promise<void> {
+    await this.call("chooseAlternative", { roomId: this.roomId, messageId });
+  }
+
+  async editMessage(messageId: string, content: string): Promise<void> {
+    await this.call("editMessage", { roomId: this.roomId, messageId, content });
+  }
+
+  async deleteMessage(messageId: string, reason?: string): Promise<void> {
+    await this.call("deleteMessage", { roomId: this.roomId, messageId, ...(reason ? { reason } : {}) });
+  }
+
   private enqueue(item: OutgoingMessage): void {
     this.setStatus({ outbox: [...this.status.outbox, item], sent: this.status.sent + 1 });
     this.deliver(item);
