@@ -79,3 +79,41 @@ async def test_js_client_is_told_a_name_is_taken(server: RunningServer, js_clien
         "username": "bob",
         "role": "member",
     }
+
+
+async def test_js_client_sees_the_tree_as_everyone_does(
+    server: RunningServer, js_client: Path
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(JS / "tree.mjs"),
+        server.url,
+        "jstree",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["refusals"] == {
+        "missing": "not_found",
+        "notLatest": "not_latest",
+        "noAlternatives": "not_found",
+        "editOthers": "forbidden",
+        "deleteOthers": "forbidden",
+        "deleteReply": "forbidden",
+    }
+    assert seen["afterRefusals"] == seen["before"], "refusals append nothing"
+    assert seen["regenerated"]["ok"] and seen["busy"]["error"]["code"] == "busy"
+    assert seen["chosen"]["ok"] and seen["edited"]["ok"] and seen["deleted"]["ok"]
+    # Two members and a late joiner see the same tree, and it is the server's.
+    assert seen["a"] == seen["b"] == seen["c"]
+    rows, _ = await server.services.reader.page("jstree", None, 50)
+    assert seen["c"] == [
+        [r.id, r.content, r.alternative_of, r.shown, r.edited, r.deleted] for r in rows
+    ]
+    reply, again = seen["reply"], seen["regenerated"]["messageId"]
+    by_id = {line[0]: line for line in seen["c"]}
+    assert by_id[reply][3] is True and by_id[again][2] == reply and by_id[again][3] is False
+    deleted = [line for line in seen["c"] if line[5]]
+    assert len(deleted) == 1 and deleted[0][1] == "" and deleted[0][4] is True

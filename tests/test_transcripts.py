@@ -48,6 +48,10 @@ def message(
         "source": source,
         "version": version,
         "characterId": None,
+        "edited": False,
+        "deleted": False,
+        "alternativeOf": None,
+        "chosen": True,
     }
 
 

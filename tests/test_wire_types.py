@@ -86,6 +86,9 @@ def test_schema_names_every_event_and_ack() -> None:
         "typing",
         "roomChanged",
         "kicked",
+        "messageEdited",
+        "messageDeleted",
+        "alternativeChosen",
     }
     assert set(defs["Acks"]["properties"]) == {
         "joinRoom",
@@ -99,6 +102,10 @@ def test_schema_names_every_event_and_ack() -> None:
         "lockRoom",
         "renameRoom",
         "setCast",
+        "regenerate",
+        "chooseAlternative",
+        "editMessage",
+        "deleteMessage",
     }
     assert defs["Typing"]["required"] == ["roomId", "username"]
     # What the server always sends is required; what it leaves out when unset is not.
@@ -114,12 +121,17 @@ def test_schema_names_every_event_and_ack() -> None:
         "status",
         "version",
         "characterId",
+        "edited",
+        "deleted",
+        "alternativeOf",
+        "chosen",
     ]
     assert set(message["properties"]) - set(message["required"]) == {
         "source",
         "clientId",
         "error",
         "stoppedBy",
+        "alternatives",
     }
     assert message["properties"]["status"]["enum"] == [
         "complete",
@@ -249,6 +261,22 @@ async def test_every_payload_a_server_sends_round_trips(
         stopped = await ann.call("stopGeneration", {"roomId": room, "messageId": reply_id})
         assert stopped == {"ok": True}
         await ann.wait_for(lambda: len(ann.of("aiComplete")) == 3)
+
+        # The tree: a new alternative of the stopped reply, the first one chosen again, an
+        # edit and a deletion.
+        llm.script(openai_stream(["Once upon a time, the end."]))
+        again = await ann.call("regenerate", {"roomId": room, "messageId": reply_id})
+        assert again["ok"], again
+        await ann.wait_for(lambda: len(ann.of("aiComplete")) == 4)
+        chosen = await ann.call("chooseAlternative", {"roomId": room, "messageId": reply_id})
+        assert chosen["ok"], chosen
+        edited = await ann.call(
+            "editMessage", {"roomId": room, "messageId": sent["messageId"], "content": "Hi!"}
+        )
+        assert edited["ok"], edited
+        deleted = await ann.call("deleteMessage", {"roomId": room, "messageId": voice["messageId"]})
+        assert deleted["ok"], deleted
+        await ann.wait_for(lambda: bool(ann.of("messageDeleted")))
 
         # Catching up: the events form, and the reset form from past the head.
         caught = await ann.call("resync", {"roomId": room, "since": 1})

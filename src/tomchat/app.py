@@ -20,6 +20,7 @@ from tomchat.domain import limits
 from tomchat.http.api import RoomController, health, me
 from tomchat.http.characters import CharacterController
 from tomchat.http.features import Features, features
+from tomchat.http.fork import fork_room
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
 from tomchat.http.media import media_router
 from tomchat.http.openapi import document_problems
@@ -101,6 +102,7 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "cluster",
         "media",
         "library",
+        "tree",
     )
     provided = {name: part(name) for name in names}
 
@@ -156,7 +158,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
             # Everything under a room: documented with the invite token parameters.
             Router(
                 "/",
-                route_handlers=[RoomController, *transcript_routes],
+                route_handlers=[RoomController, *transcript_routes, fork_room],
                 parameters=TOKEN_PARAMETERS,
             ),
             CharacterController,

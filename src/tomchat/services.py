@@ -16,6 +16,7 @@ from tomchat.chat.access import RoomAccess
 from tomchat.chat.conversation import Conversation
 from tomchat.chat.identity import People, TrustedProxy
 from tomchat.chat.memory import RoomMemory
+from tomchat.chat.tree import Tree
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
@@ -60,6 +61,7 @@ class Services:
     trusted: TrustedProxy | None  # the single sign-on proxy, when configured
     live: LiveServer  # the Socket.IO handlers
     publisher: Publisher  # committed events out to the rooms' sockets
+    tree: Tree  # regenerate, choose, edit, delete, fork
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Services:
@@ -117,6 +119,7 @@ class Services:
             if settings.trusted_user_header
             else None
         )
+        tree = Tree(store, reader, conversation, media, access)
         live = LiveServer(
             sio,
             conversation,
@@ -128,6 +131,7 @@ class Services:
             people=people,
             trusted=trusted,
             rate_limits=RateLimitStores(settings.redis_url, settings.redis_prefix),
+            tree=tree,
         )
         publisher = Publisher(sio, reader)
         store.subscribe(publisher.on_commit)
@@ -150,6 +154,7 @@ class Services:
             trusted=trusted,
             live=live,
             publisher=publisher,
+            tree=tree,
         )
 
     async def _configured_characters(self) -> None:

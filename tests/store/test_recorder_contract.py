@@ -20,15 +20,22 @@ from sqlalchemy.exc import IntegrityError
 
 from tomchat.cluster.bus import ProcessIdentity
 from tomchat.domain.events import (
+    CastMember,
     Event,
+    MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     NewEvent,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCreated,
+    RoomForked,
 )
 from tomchat.domain.transcript import POSTED, STREAMING, Transcript
 from tomchat.store.database import Database
@@ -320,6 +327,114 @@ class RecorderContract(ABC):
                 .order_by(messages.c.first_version)
             )
             assert recorder.message_rows(raw.all()) == folded.rows
+
+    async def test_the_tree_projects_as_the_fold_does(
+        self, db: Database, recorder: Recorder
+    ) -> None:
+        """Alternatives, choices, edits, deletions and imports, in batches and apart."""
+        steps: list[list[Event]] = [
+            [
+                RoomForked(
+                    from_room="src",
+                    at_version=9,
+                    name="Fork",
+                    cast=(CastMember(id="tom", name="Tom", revision=1),),
+                ),
+                MessageImported(
+                    message_id="i1", username="ann", is_ai=False, content="old", original_at=T0
+                ),
+                MessagePosted(message_id="m1", username="ann", content="hello"),
+                ReplyStarted(message_id="a1", character="Tom", in_reply_to=("m1",)),
+                ReplyCompleted(message_id="a1", content="first", status="complete"),
+            ],
+            [
+                ReplyStarted(
+                    message_id="a2", character="Tom", in_reply_to=("m1",), alternative_of="a1"
+                ),
+                ReplyCompleted(message_id="a2", content="second", status="complete"),
+                ReplyStarted(
+                    message_id="a3", character="Tom", in_reply_to=("m1",), alternative_of="a1"
+                ),
+            ],
+            [ReplyCompleted(message_id="a3", content="third", status="stopped")],
+            [ReplyChosen(message_id="a2"), MessageEdited(message_id="m1", content="hello!")],
+            [MessageRedacted(message_id="i1", by="host", reason="spam")],
+        ]
+        for i, step in enumerate(steps):
+            at = T0 + timedelta(seconds=i)
+            await recorder.write([Append("f", [NewEvent(e) for e in step], None, at, True, None)])
+        folded = Transcript.fold("f", await recorder.read("f"))
+        async with db.snapshot() as conn:
+            query = (
+                select(messages).where(messages.c.room_id == "f").order_by(messages.c.first_version)
+            )
+            rows = [_message(r) for r in await conn.execute(query)]
+            raw = await conn.execute(
+                select(*_RAW_COLUMNS)
+                .where(messages.c.room_id == "f")
+                .order_by(messages.c.first_version)
+            )
+            assert recorder.message_rows(raw.all()) == rows
+            room = (await conn.execute(select(streams).where(streams.c.room_id == "f"))).one()
+        assert rows == folded.rows
+        assert [(r.id, r.content, r.shown, r.alternative_of) for r in rows] == [
+            ("i1", "", True, None),
+            ("m1", "hello!", True, None),
+            ("a1", "first", False, None),
+            ("a2", "second", True, "a1"),
+            ("a3", "third", False, "a1"),
+        ]
+        assert rows[0].deleted and rows[0].created_at == T0 and rows[1].edited
+        assert (room.name, room.character) == ("Fork", "Tom")
+
+    async def test_a_redaction_strips_the_words_from_earlier_events_in_its_transaction(
+        self, db: Database, recorder: Recorder
+    ) -> None:
+        word = "xylophonic"
+        story: list[Event] = [
+            MessagePosted(
+                message_id="m1",
+                username="ann",
+                content="my quixotic secret",
+                audio_url="/media/m.webm",
+            ),
+            ReplyStarted(message_id="r1", character="Tom", in_reply_to=("m1",)),
+            ReplyChunk(message_id="r1", index=0, text=f"your {word} "),
+            ReplyChunk(message_id="r1", index=1, text="secret"),
+            ReplyAudio(message_id="r1", audio_url="/media/r1.mp3"),
+            ReplyCompleted(message_id="r1", content=f"your {word} secret", status="complete"),
+            MemorySummarized(character_id=None, through_version=6, summary=f"ann: {word}"),
+            MessageEdited(message_id="r1", content=f"still {word}"),
+            MessagePosted(message_id="m2", username="bob", content="unrelated"),
+        ]
+        await recorder.write([request("x", [NewEvent(e) for e in story])])
+        redact = request("x", [NewEvent(MessageRedacted(message_id="r1", by="ann"))])
+        outcomes, _ = await recorder.write([redact])
+        assert [r.version for r in records(outcomes, redact)] == [10]
+        log = await recorder.read("x")
+        assert word not in repr([e.event for e in log])
+        assert [type(e.event).__name__ for e in log] == [
+            *(type(e).__name__ for e in story),
+            "MessageRedacted",
+        ], "the facts and their order stay"
+        by_version = {e.version: e.event for e in log}
+        assert by_version[1] == story[0], "other messages keep their words"
+        assert by_version[3] == ReplyChunk(message_id="r1", index=0, text="")
+        assert by_version[5] == ReplyAudio(message_id="r1", audio_url=None)
+        assert by_version[6] == ReplyCompleted(message_id="r1", content="", status="complete")
+        assert by_version[7] == MemorySummarized(character_id=None, through_version=6, summary="")
+        assert by_version[9] == story[8]
+        async with db.snapshot() as conn:
+            stored = [row.data for row in await conn.execute(select(events.c.data))]
+            row = (await conn.execute(select(messages).where(messages.c.id == "r1"))).one()
+        assert not any(word in data for data in stored)
+        assert (row.content, row.deleted, row.audio_url) == ("", True, None)
+        # Redacting a user message drops its audio link as well.
+        await recorder.write([request("x", [NewEvent(MessageRedacted(message_id="m1", by="ann"))])])
+        first = (await recorder.read("x", 0, limit=1))[0].event
+        assert first == MessagePosted(message_id="m1", username="ann", content="", audio_url=None)
+        async with db.snapshot() as conn:
+            assert not any("quixotic" in row.data for row in await conn.execute(select(events)))
 
 
 class TestSqliteRecorder(RecorderContract):

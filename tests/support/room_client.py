@@ -14,7 +14,16 @@ from typing import Any
 
 import socketio
 
-LIVE_EVENTS = ("message", "aiStart", "aiTextChunk", "aiAudio", "aiComplete")
+LIVE_EVENTS = (
+    "message",
+    "aiStart",
+    "aiTextChunk",
+    "aiAudio",
+    "aiComplete",
+    "messageEdited",
+    "messageDeleted",
+    "alternativeChosen",
+)
 
 
 @dataclass
@@ -26,6 +35,10 @@ class Line:
     status: str
     first_version: int
     audio_url: str | None = None
+    edited: bool = False
+    deleted: bool = False
+    alternative_of: str | None = None
+    chosen: bool = True
 
 
 @dataclass
@@ -156,12 +169,23 @@ class RoomClient:
         self.lines.clear()
         for m in ack["messages"]:
             self.lines[m["id"]] = Line(
-                m["id"], m["username"], m["isAI"], m["content"], m["status"], 0, m["audioUrl"]
+                m["id"],
+                m["username"],
+                m["isAI"],
+                m["content"],
+                m["status"],
+                0,
+                m["audioUrl"],
+                m["edited"],
+                m["deleted"],
+                m["alternativeOf"],
+                m["chosen"],
             )
         for s in ack["streaming"]:
             self.lines[s["messageId"]] = Line(
                 s["messageId"], s["username"], True, s["content"], "streaming", s["version"]
             )
+            self.lines[s["messageId"]].alternative_of = s["alternativeOf"]
         self.version = ack["version"]
         self.applied = [self.version]  # a snapshot starts the sequence afresh
 
@@ -178,9 +202,28 @@ class RoomClient:
                 data.get("audio_url"),
             )
         elif kind == "reply.started":
+            self._show(data.get("alternative_of"), None)
             self.lines[data["message_id"]] = Line(
                 data["message_id"], data["character"], True, "", "streaming", v
             )
+            self.lines[data["message_id"]].alternative_of = data.get("alternative_of")
+        elif kind == "message.imported":
+            self.lines[data["message_id"]] = Line(
+                data["message_id"],
+                data["username"],
+                data["is_ai"],
+                data["content"],
+                data["status"],
+                v,
+            )
+        elif kind == "message.edited":
+            line = self.lines[data["message_id"]]
+            line.content, line.edited = data["content"], True
+        elif kind == "message.redacted":
+            line = self.lines[data["message_id"]]
+            line.content, line.deleted, line.audio_url = "", True, None
+        elif kind == "reply.chosen":
+            self._choose(data["message_id"])
         elif kind == "reply.chunk":
             self.lines[data["message_id"]].content += data["text"]
         elif kind == "reply.audio":
@@ -198,9 +241,19 @@ class RoomClient:
                 p["id"], p["username"], False, p["content"], "complete", v, p["audioUrl"]
             )
         elif name == "aiStart":
+            self._show(p["alternativeOf"], None)
             self.lines[p["messageId"]] = Line(
                 p["messageId"], p["username"], True, "", "streaming", v
             )
+            self.lines[p["messageId"]].alternative_of = p["alternativeOf"]
+        elif name == "messageEdited":
+            line = self.lines[p["messageId"]]
+            line.content, line.edited = p["content"], True
+        elif name == "messageDeleted":
+            line = self.lines[p["messageId"]]
+            line.content, line.deleted, line.audio_url = "", True, None
+        elif name == "alternativeChosen":
+            self._choose(p["messageId"])
         elif name == "aiTextChunk":
             self.lines[p["messageId"]].content += p["chunk"]
         elif name == "aiAudio":
@@ -211,10 +264,28 @@ class RoomClient:
         self.version = v
         self.applied.append(v)
 
+    def _show(self, slot: str | None, message_id: str | None) -> None:
+        if slot is None:
+            return
+        for line in self.lines.values():
+            if (line.alternative_of or line.id) == slot:
+                line.chosen = line.id == message_id
+
+    def _choose(self, message_id: str) -> None:
+        line = self.lines[message_id]
+        self._show(line.alternative_of or line.id, message_id)
+
     # -- what the tests compare --------------------------------------------------------------
 
     def transcript(self) -> list[tuple[str, str, bool, str, str]]:
         return [(x.id, x.author, x.is_ai, x.content, x.status) for x in self.lines.values()]
+
+    def tree(self) -> list[tuple[str, str, str, bool, bool, str | None, bool]]:
+        """The transcript with the tree's marks: edited, deleted, slot and shown."""
+        return [
+            (x.id, x.author, x.content, x.edited, x.deleted, x.alternative_of, x.chosen)
+            for x in self.lines.values()
+        ]
 
     def text_of(self, message_id: str) -> str:
         return self.lines[message_id].content

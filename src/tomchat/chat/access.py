@@ -16,7 +16,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ class RoomAccess:
         *,
         cast: Sequence[CastMember] | None = None,
         reply_mode: ReplyMode = "single",
+        create: Callable[[], Awaitable[bool]] | None = None,
     ) -> str | None:
         """Create a private room and return its token; None if the id is taken.
 
@@ -118,8 +119,11 @@ class RoomAccess:
         except IntegrityError:
             return None  # someone else is creating it as private right now
         try:
-            created = await conversation.ensure_room(
-                room_id, name, cast=cast, reply_mode=reply_mode
+            # ``create``: how the room begins, when not as a new room does (a fork).
+            created = await (
+                create()
+                if create
+                else conversation.ensure_room(room_id, name, cast=cast, reply_mode=reply_mode)
             )
         except BaseException:
             await self._release(room_id)

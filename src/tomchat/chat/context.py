@@ -61,6 +61,8 @@ def is_own(row: MessageRow, speaker: Character) -> bool:
 def as_turn(row: MessageRow, speaker: Character | None = None) -> ChatTurn | None:
     """A message as a turn of ``speaker``'s context: its own replies are the assistant's,
     everyone else (people and the other characters) speaks as ``name: text``."""
+    if not row.visible:
+        return None  # a deleted message, or an alternative its slot does not show
     if row.is_ai:
         if not row.content:
             return None

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tomchat import logs, metrics
@@ -44,12 +44,32 @@ from tomchat.domain.events import (
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.domain.turns import Turn, next_turn
 from tomchat.store.characters import CharacterLibrary
-from tomchat.store.event_store import ConcurrencyError, EventStore, LeaseLost
+from tomchat.store.event_store import AppendConflict, ConcurrencyError, EventStore, LeaseLost
 from tomchat.store.leases import ReplyLeases
 from tomchat.store.rooms import RoomReader
 from tomchat.wire.incoming import PayloadError
 
 log = logging.getLogger(__name__)
+
+
+class AlternativeRefused(Exception):
+    """A regeneration the reply loop could not start (``chat.tree`` says why to the client)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(eq=False)
+class Regeneration:
+    """A new alternative asked of the room's reply loop: a reply to the same messages as the
+    slot's first reply, started only if the room is still at ``expected_version``."""
+
+    slot: str  # the first reply of the slot
+    in_reply_to: tuple[str, ...]
+    expected_version: int
+    started: asyncio.Future[RecordedEvent]
+
 
 _CLIENT_ID_NAMESPACE = uuid.UUID("6f1c2a52-4c8e-4a55-9d0e-7a0f1b6c3e11")
 MAX_CAST = 8
@@ -112,6 +132,7 @@ class Conversation:
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wanted: set[str] = set()
         self._replies: dict[str, ReplyRun] = {}
+        self._regenerations: dict[str, Regeneration] = {}  # at most one waiting per room
         self._background: set[asyncio.Task[Any]] = set()  # signals being sent
         self._closing = False
 
@@ -268,6 +289,19 @@ class Conversation:
 
     # -- replies ---------------------------------------------------------------------------
 
+    async def regenerate(self, room_id: str, request: Regeneration) -> RecordedEvent:
+        """Have the room's reply loop start a new alternative; its ``reply.started``.
+
+        The loop starts it under the room's lease with ``expected_version``, so of two
+        regenerations racing (here or in another process) one is started and the other is
+        refused; a loop busy with another reply, or a room held by another process, refuses.
+        """
+        if room_id in self._regenerations or room_id in self._replies or self._closing:
+            raise AlternativeRefused("busy", "a reply is being written in this room")
+        self._regenerations[room_id] = request
+        self.kick(room_id)
+        return await request.started
+
     def kick(self, room_id: str) -> None:
         """Make sure the room's reply loop will look at its queue again."""
         if self._closing:
@@ -340,10 +374,19 @@ class Conversation:
         finally:
             # Removal happens in the same step as the last check, so a kick is never lost.
             self._loops.pop(room_id, None)
+            waiting = self._regenerations.pop(room_id, None)
+            if waiting is not None and not waiting.started.done():
+                # The room was held by another process (which is writing a reply).
+                waiting.started.set_exception(
+                    AlternativeRefused("busy", "a reply is being written in this room")
+                )
 
     async def _serve(self, room_id: str) -> None:
         """Holding the room: close what a dead holder left, then answer until nobody waits."""
         await close_orphans(room_id, await self.reader.streaming_replies_in(room_id), self._append)
+        if (waiting := self._regenerations.get(room_id)) is not None:
+            # Left registered until it has started or failed: a rival meanwhile is busy.
+            await self._alternative(room_id, waiting)
         while not self._closing:
             found = await self.next_turn(room_id)
             if found is None:
@@ -374,6 +417,49 @@ class Conversation:
         self._replies[room_id] = reply
         try:
             with metrics.ROOMS_STREAMING.track_inprogress():  # /metrics: rooms streaming now
+                await reply.stream()
+        finally:
+            self._replies.pop(room_id, None)
+
+    async def _alternative(self, room_id: str, request: Regeneration) -> None:
+        """Start the regeneration waiting for the room, then stream it like any reply."""
+        reply = self.replier.reply(room_id)
+        started = ReplyStarted(
+            message_id=reply.message_id,
+            character=self.character.name,
+            in_reply_to=request.in_reply_to,
+            alternative_of=request.slot,
+        )
+        refused: BaseException | None = None
+        try:
+            [recorded] = await self.store.append(
+                room_id,
+                [started],
+                expected_version=request.expected_version,
+                lease_owner=self.leases.owner,
+            )
+        except ConcurrencyError:
+            refused = AlternativeRefused("conflict", "the room changed meanwhile: look again")
+        except AppendConflict as exc:
+            refused = AlternativeRefused("conflict", str(exc))
+        except asyncio.CancelledError:
+            self._regenerations.pop(room_id, None)
+            request.started.cancel()
+            raise
+        except Exception as exc:
+            refused = exc
+        else:
+            # Registered as the room's reply before the request is let go: a rival
+            # regeneration sees the room busy at every moment.
+            self._replies[room_id] = reply
+        self._regenerations.pop(room_id, None)
+        if refused is not None:
+            request.started.set_exception(refused)
+            return
+        request.started.set_result(recorded)
+        logs.bind(room_id=room_id, message_id=reply.message_id)
+        try:
+            with metrics.ROOMS_STREAMING.track_inprogress():
                 await reply.stream()
         finally:
             self._replies.pop(room_id, None)

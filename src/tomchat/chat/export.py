@@ -195,6 +195,8 @@ class MarkdownFormatter(Formatter):
             mark = marks.get(row.status)
             if mark:
                 head += f" · *{mark}*"
+            if row.deleted or row.edited:
+                head += " · *deleted*" if row.deleted else " · *edited*"
             if row.audio_url:
                 head += f" · [audio]({self.link(row.audio_url)})"
             add(f"{head}\n\n{quote(html(row.content))}\n" if row.content else head + "\n")
@@ -212,6 +214,8 @@ class TextFormatter(Formatter):
             mark = STATUS_MARKS.get(row.status)
             if mark:
                 notes.append(mark)
+            if row.deleted or row.edited:
+                notes.append("deleted" if row.deleted else "edited")
             if notes:
                 who += f" ({', '.join(notes)})"
             first, *rest = row.content.replace("\r\n", "\n").split("\n")

@@ -58,6 +58,10 @@ class RoomMemory:
         """The context: system prompt, memory, then the newest turns that fit; with ``upto``
         only messages that began at or before that version (the reply's in_reply_to)."""
         memory = await self.reader.memory(room_id)
+        if memory is not None and not memory.summary:
+            # Emptied by a deletion (``domain.redaction``): start over from the rows, which
+            # no longer hold the words, and let a new summary be written.
+            memory = None
         since = memory.through_version if memory else 0
         rows = await self.reader.since(room_id, since, HISTORY_LIMIT)
         if upto is not None:

@@ -14,14 +14,19 @@ from tomchat.domain.events import (
     CharacterUpdated,
     MemberKicked,
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCastChanged,
     RoomCreated,
+    RoomForked,
     RoomLocked,
     RoomRenamed,
 )
@@ -175,6 +180,18 @@ class ReplayPrinter:
                 pass  # nothing to show in a terminal
             case CharacterCreated() | CharacterUpdated() | CharacterArchived():
                 pass  # a character's own stream, never a room's
+            case MessageEdited():
+                self._line(at, self.style.dim(f"(edited) {_indented(event.content)}"))
+            case MessageRedacted():
+                self._line(at, self.style.dim(f"(a message was deleted by {event.by})"))
+            case ReplyChosen():
+                self._line(at, self.style.dim("(another alternative was chosen)"))
+            case RoomForked():
+                self._line(
+                    at, self.style.dim(f"room {event.name!r} forked from {event.from_room!r}")
+                )
+            case MessageImported():
+                self._line(at, f"{self.style.user(event.username)}: {_indented(event.content)}")
             case _:
                 assert_never(event)
 

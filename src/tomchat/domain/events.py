@@ -61,6 +61,8 @@ class ReplyStarted(_Event, frozen=True, tag="reply.started"):
     character: str
     in_reply_to: tuple[str, ...] = ()
     character_id: str | None = None  # None: a reply from before casts (its room's only one)
+    # A regenerated reply: the first reply of its slot (None for a slot's first reply).
+    alternative_of: str | None = None
 
 
 class ReplyChunk(_Event, frozen=True, tag="reply.chunk"):
@@ -164,6 +166,48 @@ class CharacterArchived(_Event, frozen=True, tag="character.archived"):
     id: str
 
 
+class ReplyChosen(_Event, frozen=True, tag="reply.chosen"):
+    """The alternative of its slot now shown, and used in later model contexts."""
+
+    message_id: str
+
+
+class MessageEdited(_Event, frozen=True, tag="message.edited"):
+    message_id: str
+    content: str
+
+
+class MessageRedacted(_Event, frozen=True, tag="message.redacted"):
+    """A message deleted: appending this also strips the words from the message's earlier
+    events, in the same transaction (``domain.redaction``)."""
+
+    message_id: str
+    by: str
+    reason: str | None = None
+
+
+class RoomForked(_Event, frozen=True, tag="room.forked"):
+    """The first event of a room copied from another room's visible transcript at a version."""
+
+    from_room: str
+    at_version: int
+    name: str
+    cast: tuple[CastMember, ...] = ()
+    reply_mode: ReplyMode = "single"
+
+
+class MessageImported(_Event, frozen=True, tag="message.imported"):
+    """A message copied into a forked room, with its original author and time."""
+
+    message_id: str
+    username: str
+    is_ai: bool
+    content: str
+    status: ReplyStatus = "complete"
+    original_at: datetime | None = None
+    character_id: str | None = None
+
+
 Event = (
     RoomCreated
     | MessagePosted
@@ -179,6 +223,11 @@ Event = (
     | CharacterCreated
     | CharacterUpdated
     | CharacterArchived
+    | ReplyChosen
+    | MessageEdited
+    | MessageRedacted
+    | RoomForked
+    | MessageImported
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -198,6 +247,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
         CharacterCreated,
         CharacterUpdated,
         CharacterArchived,
+        ReplyChosen,
+        MessageEdited,
+        MessageRedacted,
+        RoomForked,
+        MessageImported,
     )
 )
 

@@ -13,6 +13,7 @@ ROOM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # above; validators in Python use this one (ECMA regexes, as in OpenAPI, lack ``\Z``).
 ROOM_ID_STRICT = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_CLIENT_ID_CHARS = 128
+MAX_REASON_CHARS = 500  # why a message was deleted (kept in the log)
 CATCH_UP_MAX_EVENTS = 10_000
 SNAPSHOT_PAGE = 50
 MAX_VOICE_BYTES = 5 * 1024 * 1024

@@ -18,15 +18,20 @@ from tomchat.domain.events import (
     CharacterUpdated,
     MemberKicked,
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyMode,
     ReplyStarted,
     RoomCastChanged,
     RoomCreated,
+    RoomForked,
     RoomLocked,
     RoomRenamed,
 )
@@ -52,6 +57,21 @@ class MessageRow:
     first_version: int
     last_version: int
     character_id: str | None = None  # a reply's character; None for user messages and old rows
+    # The tree (docs/architecture.md, "The tree"): edits, deletions and alternatives.
+    edited: bool = False
+    deleted: bool = False
+    alternative_of: str | None = None  # the first reply of this reply's slot, if regenerated
+    shown: bool = True  # the alternative its slot shows (always True outside slots)
+
+    @property
+    def slot(self) -> str:
+        """The id of the first reply of this message's slot (its own id outside slots)."""
+        return self.alternative_of or self.id
+
+    @property
+    def visible(self) -> bool:
+        """What model contexts, exports and forks use: shown and not deleted."""
+        return self.shown and not self.deleted
 
 
 class Transcript:
@@ -105,6 +125,8 @@ class Transcript:
                     last_version=v,
                 )
             case ReplyStarted():
+                if event.alternative_of is not None:
+                    self._show(event.alternative_of, None)  # the newest alternative is shown
                 self._rows[event.message_id] = MessageRow(
                     id=event.message_id,
                     room_id=self.room_id,
@@ -119,6 +141,7 @@ class Transcript:
                     first_version=v,
                     last_version=v,
                     character_id=event.character_id,
+                    alternative_of=event.alternative_of,
                 )
                 self._chunks[event.message_id] = []
             case ReplyChunk():
@@ -149,8 +172,50 @@ class Transcript:
                 pass  # who may join is the bindings' business (chat.identity), not a row
             case CharacterCreated() | CharacterUpdated() | CharacterArchived():
                 pass  # a character's own stream, never a room's
+            case ReplyChosen():
+                row = self._rows.get(event.message_id)
+                if row is not None:
+                    self._show(row.slot, row.id)
+            case MessageEdited():
+                row = self._rows.get(event.message_id)
+                if row is not None:
+                    self._rows[row.id] = replace(
+                        row, content=event.content, edited=True, last_version=v
+                    )
+            case MessageRedacted():
+                row = self._rows.get(event.message_id)
+                if row is not None:
+                    self._rows[row.id] = replace(
+                        row, content="", audio_url=None, deleted=True, last_version=v
+                    )
+                self._chunks.pop(event.message_id, None)
+            case RoomForked(name=name, cast=cast):
+                self.name = name
+                self.character = cast[0].name if cast else None
+            case MessageImported():
+                at_first = event.original_at or at
+                self._rows[event.message_id] = MessageRow(
+                    id=event.message_id,
+                    room_id=self.room_id,
+                    author=event.username,
+                    is_ai=event.is_ai,
+                    content=event.content,
+                    status=event.status,
+                    source="text",
+                    audio_url=None,
+                    created_at=at_first,
+                    completed_at=at_first,
+                    first_version=v,
+                    last_version=v,
+                )
             case _:
                 assert_never(event)
+
+    def _show(self, slot: str, message_id: str | None) -> None:
+        """Show ``message_id`` in ``slot`` and hide the slot's other alternatives."""
+        for row in list(self._rows.values()):
+            if row.slot == slot and row.shown != (row.id == message_id):
+                self._rows[row.id] = replace(row, shown=row.id == message_id)
 
     @property
     def rows(self) -> list[MessageRow]:

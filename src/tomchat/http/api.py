@@ -274,7 +274,7 @@ class RoomController(Controller):
         if await reader.room(room_id) is None:
             raise NotFoundException(f"no room {room_id!r}")
         rows, next_before = await reader.page(room_id, before, limit)
-        return MessagePage([wire.message(r) for r in rows], next_before)
+        return MessagePage(wire.messages(rows), next_before)
 
     @get("/{room_id:str}/events")
     async def events(

@@ -16,14 +16,19 @@ from tomchat.domain.events import (
     CharacterUpdated,
     MemberKicked,
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCastChanged,
     RoomCreated,
+    RoomForked,
     RoomLocked,
     RoomRenamed,
 )
@@ -117,6 +122,10 @@ class Publisher:
             case ReplyCompleted():
                 if (info := self._replies.get(event.message_id)) is None:
                     return None
+            case ReplyChosen():
+                return None  # its slot comes from the projection
+            case MessageEdited() | MessageRedacted() | RoomForked() | MessageImported():
+                pass
             case (
                 ReplyChunk() | MessagePosted() | ReplyStarted() | RoomCreated() | MemorySummarized()
             ):
@@ -143,7 +152,9 @@ class Publisher:
     async def _emit(self, recorded: RecordedEvent) -> None:
         event = recorded.event
         info = (
-            await self._reply_info(event.message_id) if isinstance(event, ReplyCompleted) else None
+            await self._reply_info(event.message_id)
+            if isinstance(event, ReplyCompleted | ReplyChosen)
+            else None
         )
         state: RoomState | None = None
         if isinstance(event, RoomRenamed | RoomLocked | RoomCastChanged):
@@ -163,7 +174,10 @@ class Publisher:
         match event:
             case ReplyStarted():
                 self._replies[event.message_id] = ReplyInfo(
-                    event.character, recorded.recorded_at, character_id=event.character_id
+                    event.character,
+                    recorded.recorded_at,
+                    character_id=event.character_id,
+                    alternative_of=event.alternative_of,
                 )
             case ReplyAudio():
                 # The final audio event usually comes after completion: never re-cache then.
@@ -191,6 +205,10 @@ class Publisher:
                 pass
             case RoomCastChanged() | CharacterCreated() | CharacterUpdated() | CharacterArchived():
                 pass
+            case ReplyChosen() | MessageEdited() | MessageRedacted():
+                pass
+            case RoomForked() | MessageImported():
+                pass
             case _:
                 assert_never(event)
 
@@ -201,7 +219,13 @@ class Publisher:
         row = await self.reader.message(message_id)
         if row is None:
             return None
-        return ReplyInfo(row.author, row.created_at, row.audio_url, row.character_id)
+        return ReplyInfo(
+            row.author,
+            row.created_at,
+            row.audio_url,
+            character_id=row.character_id,
+            alternative_of=row.alternative_of,
+        )
 
 
 def _observe_lag(recorded: RecordedEvent) -> None:

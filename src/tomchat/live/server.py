@@ -17,9 +17,10 @@ from tomchat.chat.access import RoomAccess
 from tomchat.chat.cast import RoomRoles
 from tomchat.chat.conversation import Conversation
 from tomchat.chat.identity import Admission, People, TrustedProxy, canonical_name
+from tomchat.chat.tree import Tree
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
-from tomchat.domain.events import RoomCastChanged
+from tomchat.domain.events import RecordedEvent, RoomCastChanged
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.ratelimit import Limiter, RateLimited, RateLimitStores
 from tomchat.live.voice_messages import VoiceMessages
@@ -28,11 +29,15 @@ from tomchat.wire import outgoing as wire
 from tomchat.wire import payloads
 from tomchat.wire.errors import answer
 from tomchat.wire.incoming import (
+    ChooseAlternative,
+    DeleteMessage,
+    EditMessage,
     JoinRoom,
     KickMember,
     LeaveRoom,
     LockRoom,
     PayloadError,
+    Regenerate,
     RenameRoom,
     Resync,
     SendMessage,
@@ -86,6 +91,11 @@ def refusal(name: str, exc: Exception) -> dict[str, Any]:
     return error(said.code.code, said.message, retry_after=said.extra.get("retryAfter"))
 
 
+def _sent(recorded: RecordedEvent) -> SendAck:
+    message_id = getattr(recorded.event, "message_id", "")
+    return SendAck(ok=True, message_id=message_id, version=recorded.version)
+
+
 class LiveServer:
     def __init__(
         self,
@@ -100,9 +110,11 @@ class LiveServer:
         people: People | None = None,
         trusted: TrustedProxy | None = None,
         rate_limits: RateLimitStores | None = None,
+        tree: Tree | None = None,
         roles: RoomRoles | None = None,
     ) -> None:
         self.sio = sio
+        self.tree = tree  # regenerate, choose, edit, delete (None: refused as unavailable)
         self.conversation = conversation
         self.reader = reader
         self.voice_messages = voice_messages
@@ -139,6 +151,10 @@ class LiveServer:
             "lockRoom": self.lock_room,
             "renameRoom": self.rename_room,
             "setCast": self.set_cast,
+            "regenerate": self.regenerate,
+            "chooseAlternative": self.choose_alternative,
+            "editMessage": self.edit_message,
+            "deleteMessage": self.delete_message,
         }
         for name, handler in handlers.items():
             sio.on(name, answered(self._counted(handler)))
@@ -288,7 +304,7 @@ class LiveServer:
             ok=True,
             room_id=room_id,
             version=snapshot.version,
-            messages=[wire.message(m) for m in snapshot.messages],
+            messages=wire.messages(snapshot.messages),
             streaming=[wire.streaming(s) for s in snapshot.streaming],
             has_more=snapshot.has_more,
             # Too far behind (or ahead of) the log: start over.
@@ -323,6 +339,41 @@ class LiveServer:
         if not await self.conversation.stop(p.roomId, p.messageId, by=username):
             raise PayloadError("not_found", f"no reply {p.messageId!r} in this room")
         return OK
+
+    # -- the tree (chat.tree): alternatives, edits, deletions -----------------------------
+
+    def _tree(self) -> Tree:
+        if self.tree is None:
+            raise PayloadError("unavailable", "this server does not edit its rooms' history")
+        return self.tree
+
+    async def regenerate(self, sid: str, data: Any) -> Ack:
+        p = parse(Regenerate, data)
+        username = self._member(sid, p.roomId)
+        # A regeneration costs a model call, as a message does.
+        await self.messages_limit.check([sid, username])
+        recorded = await self._tree().regenerate(p.roomId, p.messageId)
+        return _sent(recorded)
+
+    async def choose_alternative(self, sid: str, data: Any) -> Ack:
+        p = parse(ChooseAlternative, data)
+        self._member(sid, p.roomId)
+        return _sent(await self._tree().choose(p.roomId, p.messageId))
+
+    async def edit_message(self, sid: str, data: Any) -> Ack:
+        p = parse(EditMessage, data)
+        username = self._member(sid, p.roomId)
+        await self.messages_limit.check([sid, username])
+        return _sent(await self._tree().edit(p.roomId, p.messageId, username, p.content))
+
+    async def delete_message(self, sid: str, data: Any) -> Ack:
+        p = parse(DeleteMessage, data)
+        username = self._member(sid, p.roomId)
+        as_host = self.roles.is_host(p.roomId, sid)
+        recorded = await self._tree().delete(
+            p.roomId, p.messageId, username, as_host=as_host, reason=p.reason
+        )
+        return _sent(recorded)
 
     async def leave_room(self, sid: str, data: Any) -> Ack:
         p = parse(LeaveRoom, data)

@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from typing import Any, assert_never
 
 import msgspec
-from sqlalchemy import Connection, Executable, Table, bindparam, delete, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Table,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tomchat.domain.character import slug
@@ -21,14 +32,19 @@ from tomchat.domain.events import (
     CharacterUpdated,
     MemberKicked,
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyStarted,
     RoomCastChanged,
     RoomCreated,
+    RoomForked,
     RoomLocked,
     RoomRenamed,
 )
@@ -65,10 +81,16 @@ def projection_statements(
                     }
                 )
             case ReplyStarted():
-                inserts.append(
-                    _row(recorded, event.message_id, event.character, True, "")
-                    | {"character_id": event.character_id}
-                )
+                row = _row(recorded, event.message_id, event.character, True, "") | {
+                    "character_id": event.character_id
+                }
+                if event.alternative_of is not None:
+                    # The newest alternative is shown: hide the slot's others first. Rows
+                    # inserted earlier in this batch must exist by then, so flush them.
+                    row["alternative_of"] = event.alternative_of
+                    _flush(out, table, inserts, changes)
+                    out.append(_show(table, event.alternative_of, None))
+                inserts.append(row)
             case ReplyAudio():
                 changes.append(
                     _change(
@@ -143,16 +165,56 @@ def projection_statements(
                 out.append(_room_change(recorded.room_id, {"locked": event.locked}))
             case MemberKicked():
                 pass  # the bindings (chat.identity) bar the name; no message row changes
+            case ReplyChosen():
+                _flush(out, table, inserts, changes)
+                out.append(_show(table, None, event.message_id))
+            case MessageEdited():
+                values = {"content": event.content, "edited": True, "last_version": v}
+                changes.append(_change(table, event.message_id, values))
+            case MessageRedacted():
+                values = {"content": "", "audio_url": None, "deleted": True, "last_version": v}
+                changes.append(_change(table, event.message_id, values))
+            case RoomForked():
+                character = event.cast[0].name if event.cast else None
+                out.append(
+                    (
+                        update(streams)
+                        .where(streams.c.room_id == recorded.room_id)
+                        .values(
+                            name=event.name,
+                            character=character,
+                            cast=encode_cast(event.cast),
+                            reply_mode=event.reply_mode,
+                            created_at=at,
+                        ),
+                        None,
+                    )
+                )
+            case MessageImported():
+                original = event.original_at or at
+                inserts.append(
+                    _row(recorded, event.message_id, event.username, event.is_ai, event.content)
+                    | {"status": event.status, "created_at": original, "completed_at": original}
+                )
             case ReplyChunk():
                 pass  # skipped above
             case _:
                 assert_never(event)
+    _flush(out, table, inserts, changes)
+    return out
+
+
+def _flush(
+    out: list[Statement], table: Table, inserts: list[dict[str, Any]], changes: list[Statement]
+) -> None:
+    """Move the pending inserts, then the pending updates, to ``out`` (and empty both)."""
     if inserts:
-        out.append((table.insert(), inserts))
+        out.append((table.insert(), list(inserts)))
     # Updates go after the inserts of the same batch, in log order, so a reply started and
     # finished within one batch ends up in its final state.
     out += changes
-    return out
+    inserts.clear()
+    changes.clear()
 
 
 def _room_change(room_id: str, values: dict[str, Any]) -> Statement:
@@ -190,6 +252,28 @@ def _change(table: Table, message_id: str, values: dict[str, Any]) -> Statement:
     )
 
 
+def _show(table: Table, slot: str | None, message_id: str | None) -> Statement:
+    """Show ``message_id`` in its slot (or, with ``slot``, hide every row of that slot)."""
+    where: ColumnElement[Any]
+    params: dict[str, str | None]
+    if slot is not None:
+        where = bindparam("slot_id")
+        params = {"slot_id": slot}
+        values: dict[str, Any] = {"shown": False}
+    else:
+        other = table.alias("chosen")
+        where = (
+            select(func.coalesce(other.c.alternative_of, other.c.id))
+            .where(other.c.id == bindparam("chosen_id"))
+            .scalar_subquery()
+        )
+        params = {"chosen_id": message_id}
+        values = {"shown": table.c.id == bindparam("chosen_id")}
+    # Two indexed lookups (the slot's first reply by id, the others by alternative_of).
+    in_slot = or_(table.c.id == where, table.c.alternative_of == where)
+    return update(table).where(in_slot).values(**values), params
+
+
 async def project(
     conn: AsyncConnection, batch: Sequence[RecordedEvent], table: Table = messages
 ) -> None:
@@ -220,4 +304,5 @@ def _row(
         "first_version": recorded.version,
         "last_version": recorded.version,
         "character_id": None,
+        "alternative_of": None,
     }

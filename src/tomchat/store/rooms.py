@@ -357,6 +357,10 @@ def _message(row: Any) -> MessageRow:
         first_version=row.first_version,
         last_version=row.last_version,
         character_id=row.character_id,
+        edited=bool(row.edited),
+        deleted=bool(row.deleted),
+        alternative_of=row.alternative_of,
+        shown=bool(row.shown),
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    true,
 )
 
 
@@ -97,10 +98,17 @@ def messages_table(name: str, meta: MetaData) -> Table:
         Column("first_version", Integer, nullable=False),
         Column("last_version", Integer, nullable=False),
         Column("character_id", String(64), nullable=True),  # a reply's character (library id)
+        # The tree (revision 0006): edits, deletions and regenerated alternatives.
+        Column("edited", Boolean, nullable=False, default=False, server_default=false()),
+        Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
+        Column("alternative_of", String(64), nullable=True),
+        Column("shown", Boolean, nullable=False, default=True, server_default=true()),
         Index(f"ix_{name}_room_version", "room_id", "first_version"),
         Index(f"ix_{name}_room_status", "room_id", "status"),
         # Serving a file of a private room asks which room's messages play it.
         Index(f"ix_{name}_audio_url", "audio_url"),
+        # A slot's alternatives, found when one is chosen or a new one starts.
+        Index(f"ix_{name}_alternative_of", "alternative_of"),
     )
 
 

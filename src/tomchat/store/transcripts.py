@@ -185,7 +185,12 @@ _RAW_COLUMNS = [type_coerce(messages.c[f.name], NullType()) for f in fields(Mess
 
 
 def _message_filter(room_id: str, span: Span, upto: int) -> list[ColumnElement[bool]]:
-    conditions = [messages.c.room_id == room_id, messages.c.first_version <= upto]
+    # Of a slot's alternatives, exports hold the one it shows (the log keeps them all).
+    conditions = [
+        messages.c.room_id == room_id,
+        messages.c.first_version <= upto,
+        messages.c.shown.is_(True),
+    ]
     if span.start is not None:
         if span.start.version is not None:
             conditions.append(messages.c.first_version >= span.start.version)

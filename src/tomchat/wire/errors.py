@@ -34,6 +34,9 @@ BAD_REQUEST = ErrorCode("bad_request", 400, "Bad Request")
 FORBIDDEN = ErrorCode("forbidden", 403, "Forbidden")
 NOT_FOUND = ErrorCode("not_found", 404, "Not Found")
 CONFLICT = ErrorCode("conflict", 409, "Conflict")
+# The tree's refusals (regenerate, choose, edit, delete): each says what to do instead.
+NOT_LATEST = ErrorCode("not_latest", 409, "Conflict")
+BUSY = ErrorCode("busy", 409, "Conflict")
 TOO_LARGE = ErrorCode("too_large", 413, "Content Too Large")
 RATE_LIMITED = ErrorCode("rate_limited", 429, "Too Many Requests")
 INTERNAL = ErrorCode("internal", 500, "Internal Server Error")
@@ -46,6 +49,8 @@ CODES: dict[str, ErrorCode] = {
         FORBIDDEN,
         NOT_FOUND,
         CONFLICT,
+        NOT_LATEST,
+        BUSY,
         TOO_LARGE,
         RATE_LIMITED,
         INTERNAL,

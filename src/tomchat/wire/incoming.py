@@ -105,6 +105,40 @@ class StopGeneration(_Payload, frozen=True):
         storable("messageId", self.messageId)
 
 
+class Regenerate(_Payload, frozen=True):
+    roomId: RoomId
+    messageId: MessageId
+
+    def __post_init__(self) -> None:
+        storable("messageId", self.messageId)
+
+
+class ChooseAlternative(Regenerate, frozen=True):
+    pass
+
+
+class EditMessage(_Payload, frozen=True):
+    roomId: RoomId
+    messageId: MessageId
+    content: Content
+
+    def __post_init__(self) -> None:
+        if not self.content.strip():
+            raise ValueError("content must not be blank")
+        storable("messageId", self.messageId)
+        storable("content", self.content)
+
+
+class DeleteMessage(_Payload, frozen=True):
+    roomId: RoomId
+    messageId: MessageId
+    reason: Annotated[str, msgspec.Meta(max_length=limits.MAX_REASON_CHARS)] | None = None
+
+    def __post_init__(self) -> None:
+        storable("messageId", self.messageId)
+        storable("reason", self.reason)
+
+
 class Resync(_Payload, frozen=True):
     roomId: RoomId
     since: Version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import assert_never, cast
@@ -16,28 +17,36 @@ from tomchat.domain.events import (
     CharacterUpdated,
     MemberKicked,
     MemorySummarized,
+    MessageEdited,
+    MessageImported,
     MessagePosted,
+    MessageRedacted,
     MessageSource,
     RecordedEvent,
     ReplyAudio,
+    ReplyChosen,
     ReplyChunk,
     ReplyCompleted,
     ReplyMode,
     ReplyStarted,
     RoomCastChanged,
     RoomCreated,
+    RoomForked,
     RoomLocked,
     RoomRenamed,
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.rooms import StreamingReply
+from tomchat.wire import payloads
 from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    AlternativeChosen,
     CastItem,
     LiveEvent,
     Message,
+    MessageDeleted,
     MessageStatus,
     RawEvent,
     RoomChanged,
@@ -53,6 +62,7 @@ class ReplyInfo:
     started_at: datetime
     audio_url: str | None = None
     character_id: str | None = None
+    alternative_of: str | None = None  # the slot's first reply, for a regenerated reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +99,7 @@ def cast_items(cast: tuple[CastMember, ...] | list[CastMember]) -> list[CastItem
     ]
 
 
-def message(row: MessageRow) -> Message:
+def message(row: MessageRow, alternatives: list[str] | None = None) -> Message:
     return Message(
         id=row.id,
         room_id=row.room_id,
@@ -102,7 +112,22 @@ def message(row: MessageRow) -> Message:
         source=cast(MessageSource, row.source),
         version=row.last_version,
         character_id=row.character_id,
+        edited=row.edited,
+        deleted=row.deleted,
+        alternative_of=row.alternative_of,
+        alternatives=alternatives if alternatives is not None else UNSET,
+        chosen=row.shown,
     )
+
+
+def messages(rows: Sequence[MessageRow]) -> list[Message]:
+    """Messages of a snapshot or page: the first reply of each slot that has alternatives
+    among ``rows`` lists them (alternatives always follow their slot's first reply)."""
+    slots: dict[str, list[str]] = {}
+    for row in rows:
+        if row.alternative_of is not None:
+            slots.setdefault(row.alternative_of, [row.alternative_of]).append(row.id)
+    return [message(row, slots.get(row.id)) for row in rows]
 
 
 def streaming(item: StreamingReply) -> Streaming:
@@ -114,6 +139,7 @@ def streaming(item: StreamingReply) -> Streaming:
         timestamp=iso(item.row.created_at),
         audio_url=item.row.audio_url,
         version=item.row.first_version,
+        alternative_of=item.row.alternative_of,
     )
 
 
@@ -158,6 +184,7 @@ def live_event(
                 in_reply_to=list(event.in_reply_to),
                 version=v,
                 character_id=event.character_id,
+                alternative_of=event.alternative_of,
             )
         case ReplyChunk():
             return "aiTextChunk", AiTextChunk(
@@ -190,9 +217,28 @@ def live_event(
                 stopped_by=event.stopped_by if event.status == "stopped" else UNSET,
                 version=v,
                 character_id=info.character_id,
+                alternative_of=info.alternative_of,
             )
-        case RoomCreated():
+        case MessageEdited():
+            return "messageEdited", payloads.MessageEdited(
+                room_id=room, message_id=event.message_id, content=event.content, version=v
+            )
+        case MessageRedacted():
+            return "messageDeleted", MessageDeleted(
+                room_id=room, message_id=event.message_id, by=event.by, version=v
+            )
+        case ReplyChosen():
+            slot = reply.alternative_of if reply is not None else None
+            return "alternativeChosen", AlternativeChosen(
+                room_id=room,
+                message_id=event.message_id,
+                alternative_of=slot or event.message_id,
+                version=v,
+            )
+        case RoomCreated() | RoomForked():
             return None  # clients learn a room's name and character when they join
+        case MessageImported():
+            return None  # written with its room's creation, before anyone can be in it
         case MemorySummarized():
             return None  # the models' memory, never shown
         case RoomRenamed() | RoomLocked() | RoomCastChanged():

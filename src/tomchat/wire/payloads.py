@@ -71,6 +71,21 @@ class Message(Payload, frozen=True, kw_only=True):
         str | None,
         doc("A reply's character (library id); null for user messages and replies before casts"),
     ] = None
+    edited: Annotated[bool, doc("The author changed the text (`message.edited`)")] = False
+    deleted: Annotated[bool, doc("Deleted: the text is gone for good (`message.redacted`)")] = False
+    alternative_of: Annotated[
+        str | None, doc("A regenerated reply: the first reply of its slot")
+    ] = None
+    alternatives: Annotated[
+        list[str] | UnsetType,
+        doc(
+            "On the first reply of a slot that has alternatives, in snapshots and pages: every"
+            " alternative's id, in order (the first reply's own id first)"
+        ),
+    ] = UNSET
+    chosen: Annotated[
+        bool, doc("The alternative its slot shows (always true for a slot of one)")
+    ] = True
 
 
 class Streaming(Payload, frozen=True, kw_only=True):
@@ -85,6 +100,9 @@ class Streaming(Payload, frozen=True, kw_only=True):
         str | None, doc("Set when the reply's voice arrived before the snapshot was read")
     ]
     version: Annotated[int, doc("The version of the reply's `reply.started`")]
+    alternative_of: Annotated[
+        str | None, doc("A regenerated reply: the first reply of its slot")
+    ] = None
 
 
 class RawEvent(Payload, frozen=True, kw_only=True):
@@ -106,6 +124,10 @@ class AiStart(Payload, frozen=True, kw_only=True):
     in_reply_to: Annotated[list[str], doc("The user messages the reply answers, in log order")]
     version: RoomVersion
     character_id: Annotated[str | None, doc("The replying character (library id)")] = None
+    alternative_of: Annotated[
+        str | None,
+        doc("A regenerated reply: the first reply of the slot it becomes the shown alternative of"),
+    ] = None
 
 
 class AiTextChunk(Payload, frozen=True, kw_only=True):
@@ -145,6 +167,33 @@ class CastItem(Payload, frozen=True, kw_only=True):
 
 
 ReplyModeName = Literal["single", "all"]
+
+
+class MessageEdited(Payload, frozen=True, kw_only=True):
+    """The ``messageEdited`` event: a message's new text."""
+
+    room_id: str
+    message_id: str
+    content: str
+    version: RoomVersion
+
+
+class MessageDeleted(Payload, frozen=True, kw_only=True):
+    """The ``messageDeleted`` event: drop the message's text (and audio); the words are gone."""
+
+    room_id: str
+    message_id: str
+    by: str
+    version: RoomVersion
+
+
+class AlternativeChosen(Payload, frozen=True, kw_only=True):
+    """The ``alternativeChosen`` event: the slot ``alternativeOf`` now shows ``messageId``."""
+
+    room_id: str
+    message_id: str
+    alternative_of: str
+    version: RoomVersion
 
 
 class Presence(Payload, frozen=True, kw_only=True):
@@ -293,7 +342,16 @@ class ErrorAck(Payload, frozen=True, kw_only=True):
 
 
 Ack: TypeAlias = SnapshotAck | CatchUpAck | SendAck | VoiceAck | OkAck | ErrorAck | CastAck
-LiveEvent: TypeAlias = Message | AiStart | AiTextChunk | AiAudio | RoomChanged
+LiveEvent: TypeAlias = (
+    Message
+    | AiStart
+    | AiTextChunk
+    | AiAudio
+    | RoomChanged
+    | MessageEdited
+    | MessageDeleted
+    | AlternativeChosen
+)
 
 
 # ---------------------------------------------------------------------------------------

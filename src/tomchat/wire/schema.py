@@ -20,6 +20,7 @@ from tomchat.wire.payloads import (
     AiAudio,
     AiStart,
     AiTextChunk,
+    AlternativeChosen,
     CastAck,
     CastItem,
     CatchUpAck,
@@ -28,6 +29,8 @@ from tomchat.wire.payloads import (
     EventPage,
     Kicked,
     Message,
+    MessageDeleted,
+    MessageEdited,
     MessagePage,
     OkAck,
     Presence,
@@ -52,6 +55,9 @@ SERVER_EVENTS: dict[str, type[msgspec.Struct]] = {
     "typing": Typing,
     "roomChanged": RoomChanged,
     "kicked": Kicked,
+    "messageEdited": MessageEdited,
+    "messageDeleted": MessageDeleted,
+    "alternativeChosen": AlternativeChosen,
 }
 
 #: What each client request's ack is when it succeeds; any of them may be an ``ErrorAck``.
@@ -67,6 +73,10 @@ ACKS: dict[str, tuple[type[msgspec.Struct], ...]] = {
     "lockRoom": (OkAck,),
     "renameRoom": (OkAck,),
     "setCast": (CastAck,),
+    "regenerate": (SendAck,),
+    "chooseAlternative": (SendAck,),
+    "editMessage": (SendAck,),
+    "deleteMessage": (SendAck,),
 }
 
 #: REST responses built from the same items.

@@ -77,6 +77,16 @@ export function getRoom(roomId: string, token?: string | null): Promise<RoomSumm
   return request<RoomSummary>(roomUrl(roomId), { token });
 }
 
+/** A new room from this one's visible transcript at version `at` (its head if left out). */
+export function forkRoom(
+  roomId: string,
+  from: { at: number } | { messageId: string },
+  token?: string | null,
+): Promise<RoomSummary & { token?: string | null }> {
+  const body = from;
+  return request(`${roomUrl(roomId)}/fork`, { method: "POST", body: JSON.stringify(body), token });
+}
+
 export function olderMessages(
   roomId: string,
   before: number,

@@ -14,6 +14,9 @@ export interface ServerEvents {
   typing: Typing;
   roomChanged: RoomChanged;
   kicked: Kicked;
+  messageEdited: MessageEdited;
+  messageDeleted: MessageDeleted;
+  alternativeChosen: AlternativeChosen;
 }
 /**
  * A user message or a reply: `messages[]` items and the `message` / `aiComplete`
@@ -58,6 +61,26 @@ export interface Message {
    * A reply's character (library id); null for user messages and replies before casts
    */
   characterId: string | null;
+  /**
+   * The author changed the text (`message.edited`)
+   */
+  edited: boolean;
+  /**
+   * Deleted: the text is gone for good (`message.redacted`)
+   */
+  deleted: boolean;
+  /**
+   * A regenerated reply: the first reply of its slot
+   */
+  alternativeOf: string | null;
+  /**
+   * On the first reply of a slot that has alternatives, in snapshots and pages: every alternative's id, in order (the first reply's own id first)
+   */
+  alternatives?: string[];
+  /**
+   * The alternative its slot shows (always true for a slot of one)
+   */
+  chosen: boolean;
 }
 /**
  * The `aiStart` event: a reply begins.
@@ -85,6 +108,10 @@ export interface AiStart {
    * The replying character (library id)
    */
   characterId: string | null;
+  /**
+   * A regenerated reply: the first reply of the slot it becomes the shown alternative of
+   */
+  alternativeOf: string | null;
 }
 /**
  * The `aiTextChunk` event: the next piece of a reply's text.
@@ -194,6 +221,51 @@ export interface Kicked {
   by: string;
 }
 /**
+ * The `messageEdited` event: a message's new text.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "MessageEdited".
+ */
+export interface MessageEdited {
+  roomId: string;
+  messageId: string;
+  content: string;
+  /**
+   * The room version of the event this payload shows
+   */
+  version: number;
+}
+/**
+ * The `messageDeleted` event: drop the message's text (and audio); the words are gone.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "MessageDeleted".
+ */
+export interface MessageDeleted {
+  roomId: string;
+  messageId: string;
+  by: string;
+  /**
+   * The room version of the event this payload shows
+   */
+  version: number;
+}
+/**
+ * The `alternativeChosen` event: the slot `alternativeOf` now shows `messageId`.
+ *
+ * This interface was referenced by `ServerEvents`'s JSON-Schema
+ * via the `definition` "AlternativeChosen".
+ */
+export interface AlternativeChosen {
+  roomId: string;
+  messageId: string;
+  alternativeOf: string;
+  /**
+   * The room version of the event this payload shows
+   */
+  version: number;
+}
+/**
  * What each client request is answered with, by event name.
  *
  * This interface was referenced by `ServerEvents`'s JSON-Schema
@@ -211,6 +283,10 @@ export interface Acks {
   lockRoom: OkAck | ErrorAck;
   renameRoom: OkAck | ErrorAck;
   setCast: CastAck | ErrorAck;
+  regenerate: SendAck | ErrorAck;
+  chooseAlternative: SendAck | ErrorAck;
+  editMessage: SendAck | ErrorAck;
+  deleteMessage: SendAck | ErrorAck;
 }
 /**
  * `joinRoom` / `resync`: the room's latest messages and the replies in progress.
@@ -273,6 +349,10 @@ export interface Streaming {
    * The version of the reply's `reply.started`
    */
   version: number;
+  /**
+   * A regenerated reply: the first reply of its slot
+   */
+  alternativeOf: string | null;
 }
 /**
  * `joinRoom` only: the name bound and the role

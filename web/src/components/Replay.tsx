@@ -1,9 +1,9 @@
 import { type ChangeEvent, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { RawEvent } from "../api/protocol";
 import { useFeatures } from "../api/features";
-import { ApiError, getRoom, mediaUrl } from "../api/rest";
+import { ApiError, forkRoom, getRoom, mediaUrl } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
-import { roomPath } from "../lib/router";
+import { navigate, roomPath } from "../lib/router";
 import { useStore } from "../lib/useStore";
 import { ReplayController, type ReplayState } from "../replay/controller";
 import { duration, ndjsonLines } from "../replay/timeline";
@@ -120,6 +120,8 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
   }, [replay]);
 
   const [name, setName] = useState(roomId);
+  const [forking, setForking] = useState(false);
+  const [forkError, setForkError] = useState<string | null>(null);
   useEffect(() => {
     getRoom(roomId, token).then(
       (room) => setName(room.name || roomId),
@@ -213,6 +215,25 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
         <span className="replay-clock muted small" data-testid="replay-clock">
           {ready && span >= 0 ? clock(position) : ""}
         </span>
+        <button
+          type="button"
+          className="small"
+          data-testid="fork-here"
+          disabled={!ready || status.version < 1 || forking}
+          onClick={() => {
+            setForking(true);
+            setForkError(null);
+            forkRoom(roomId, { at: status.version }, token).then(
+              (room) => navigate(roomPath(room.id, room.token ?? null)),
+              (e: unknown) => {
+                setForking(false);
+                setForkError(e instanceof Error ? e.message : String(e));
+              },
+            );
+          }}
+        >
+          Fork from here
+        </button>
         <label className="small">
           Speed{" "}
           <select value={status.speed} onChange={onSpeed} data-testid="replay-speed">
@@ -229,6 +250,11 @@ export function ReplayPage({ roomId, token }: { roomId: string; token: string | 
       {status.speed > MAX_RATE && !muted.muted && (
         <div className="banner ok small" data-testid="voice-too-fast" role="status">
           Voices play up to {MAX_RATE}×: faster than that, only the text is replayed.
+        </div>
+      )}
+      {forkError && (
+        <div className="banner error" data-testid="fork-error">
+          Could not fork: {forkError}
         </div>
       )}
       {status.error && (

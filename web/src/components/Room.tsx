@@ -1,9 +1,9 @@
-import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 import { useFeatures } from "../api/features";
-import { getRoom, mediaUrl, olderMessages } from "../api/rest";
+import { forkRoom, getRoom, mediaUrl, olderMessages } from "../api/rest";
 import { voicePlayer } from "../audio/voice";
 import { RoomConnection } from "../live/connection";
-import { replayPath, roomPath } from "../lib/router";
+import { navigate, replayPath, roomPath } from "../lib/router";
 import { cleanUsername, loadUsername, MAX_USERNAME_CHARS, saveUsername } from "../lib/username";
 import { tabTitle } from "../lib/attention";
 import { useAnnouncer, useMissed } from "../lib/useAttention";
@@ -18,7 +18,7 @@ import { ExportMenu } from "./ExportMenu";
 import { HoldNotice, HostControls } from "./HostControls";
 import { personStyle, rememberRoom } from "../lib/identity";
 import { Link } from "./Link";
-import { OutgoingItem } from "./MessageItem";
+import { OutgoingItem, type TreeActions } from "./MessageItem";
 import { ThemeToggle } from "./ThemeToggle";
 import { Transcript } from "./Transcript";
 import { TypingIndicator } from "./TypingIndicator";
@@ -154,6 +154,29 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
     (m: ChatMessage) => m.audioUrl && player.toggle(m.id, mediaUrl(m.audioUrl, token)),
     [player, token],
   );
+
+  // The tree: what fails is said in one line above the composer; what works reaches
+  // everyone (this reader too) as live events.
+  const [treeError, setTreeError] = useState<string | null>(null);
+  const tree = useMemo<TreeActions>(() => {
+    const attempt = (work: Promise<unknown>) => {
+      setTreeError(null);
+      work.catch((e: unknown) => setTreeError(e instanceof Error ? e.message : String(e)));
+    };
+    return {
+      choose: (id) => attempt(connection.chooseAlternative(id)),
+      regenerate: (id) => attempt(connection.regenerate(id)),
+      edit: (id, content) => attempt(connection.editMessage(id, content)),
+      remove: (id) => attempt(connection.deleteMessage(id)),
+      fork: (m) =>
+        attempt(
+          forkRoom(connection.roomId, { messageId: m.id }, token).then((room) =>
+            navigate(roomPath(room.id, room.token ?? null)),
+          ),
+        ),
+      host: false,
+    };
+  }, [connection, token]);
 
   const replying = [...view.messages].reverse().find((m) => m.status === "streaming") ?? null;
   const stop = async (messageId: string) => {
@@ -301,6 +324,7 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
           loadOlder={loadOlder}
           sentCount={status.sent}
           dividerBefore={missed.dividerBefore}
+          tree={tree}
           empty={<p className="empty muted">Nobody has said anything yet. Say hello to Tom!</p>}
           footer={status.outbox.map((item) => (
             <OutgoingItem
@@ -368,6 +392,11 @@ function RoomScreen({ connection, token, username: chosen, onChangeName }: Scree
 
       {stopError && <p className="error small composer-error">Could not stop Tom: {stopError}</p>}
       <HoldNotice until={status.holdUntil} />
+      {treeError && (
+        <p className="error small composer-error" data-testid="tree-error" role="alert">
+          {treeError}
+        </p>
+      )}
       <Composer
         disabled={!view.joined || status.fatal !== null}
         focusWhenReady={view.joined}

@@ -1,7 +1,8 @@
 import { Fragment, type ReactNode, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { ChatMessage } from "../sync/events";
 import type { RoomView } from "../sync/roomState";
-import { MessageItem } from "./MessageItem";
+import { alternativesOf, slotOf } from "../sync/roomState";
+import { type Alternatives, MessageItem, type TreeActions } from "./MessageItem";
 
 /** How close to the bottom (px) still counts as "following the conversation". */
 const STICKY_PX = 80;
@@ -22,6 +23,30 @@ interface Props {
   empty?: ReactNode;
   /** The first message that came while the reader was away: a "New messages" line before it. */
   dividerBefore?: string | null;
+  /** Regenerate, choose, edit, delete, fork (the live room; not the replay). */
+  tree?: TreeActions;
+}
+
+/** Each slot shows one alternative: the rest of the log's replies stay out of sight. */
+function shownWithAlternatives(
+  messages: readonly ChatMessage[],
+): Array<[ChatMessage, Alternatives | undefined]> {
+  const streaming = messages.some((m) => m.status === "streaming");
+  const latestAI = [...messages].reverse().find((m) => m.isAI);
+  const latestSlot = latestAI ? slotOf(latestAI) : null;
+  const out: Array<[ChatMessage, Alternatives | undefined]> = [];
+  for (const m of messages) {
+    if (m.chosen === false) continue;
+    if (!m.isAI) {
+      out.push([m, undefined]);
+      continue;
+    }
+    const slot = slotOf(m);
+    const ids = alternativesOf(messages, slot).map((a) => a.id);
+    const regenerable = slot === latestSlot && !streaming && !m.deleted;
+    out.push([m, { ids, index: Math.max(0, ids.indexOf(m.id)), regenerable }]);
+  }
+  return out;
 }
 
 /**
@@ -39,6 +64,7 @@ export function Transcript({
   empty,
   sentCount = 0,
   dividerBefore = null,
+  tree,
 }: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const sticky = useRef(true);
@@ -134,7 +160,7 @@ export function Transcript({
         )}
         {view.joined && view.messages.length === 0 && !footer && empty}
         <ol className="messages" data-testid="messages">
-          {view.messages.map((m) => (
+          {shownWithAlternatives(view.messages).map(([m, alternatives]) => (
             <Fragment key={m.id}>
               {m.id === dividerBefore && (
                 <li className="new-divider" data-testid="new-divider">
@@ -146,6 +172,8 @@ export function Transcript({
                 mine={!m.isAI && m.username === username}
                 playing={playingId === m.id}
                 onPlay={onPlay}
+                tree={tree}
+                alternatives={tree ? alternatives : undefined}
               />
             </Fragment>
           ))}

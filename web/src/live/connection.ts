@@ -374,6 +374,23 @@ export class RoomConnection {
     await this.call("stopGeneration", { roomId: this.roomId, messageId });
   }
 
+  // The tree: every answer reaches the room as a live event; the acks only say it worked.
+  async regenerate(messageId: string): Promise<void> {
+    await this.call("regenerate", { roomId: this.roomId, messageId });
+  }
+
+  async chooseAlternative(messageId: string): Promise<void> {
+    await this.call("chooseAlternative", { roomId: this.roomId, messageId });
+  }
+
+  async editMessage(messageId: string, content: string): Promise<void> {
+    await this.call("editMessage", { roomId: this.roomId, messageId, content });
+  }
+
+  async deleteMessage(messageId: string, reason?: string): Promise<void> {
+    await this.call("deleteMessage", { roomId: this.roomId, messageId, ...(reason ? { reason } : {}) });
+  }
+
   /** Change the room's cast (the host's act); every member hears `roomChanged`. */
   async setCast(cast: string[], replyMode: "single" | "all"): Promise<void> {
     await this.call("setCast", { roomId: this.roomId, cast, replyMode });

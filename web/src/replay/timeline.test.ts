@@ -68,6 +68,7 @@ describe("Timeline", () => {
         timestamp: at(3),
         version: 3,
         audioUrl: "/media/r1.mp3",
+        alternativeOf: null,
       },
     ]);
   });

@@ -23,6 +23,9 @@ interface Row {
 const str = (v: unknown): string => (typeof v === "string" ? v : "");
 const strOrNull = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
+/** A message's tree marks before anything happened to it. */
+const PLAIN = { edited: false, deleted: false, alternativeOf: null, chosen: true } as const;
+
 export class Timeline {
   /** Versions 1…n in order; `events[i].version === i + 1`. */
   private readonly events: RawEvent[] = [];
@@ -81,6 +84,13 @@ export class Timeline {
    * server's projection: a reply's text is its chunks until it completes.
    */
   ackAt(roomId: string, version: number): SnapshotAck {
+    const show = (rows: Map<string, Row>, slot: string, chosen: string | null) => {
+      for (const row of rows.values()) {
+        if ((row.message.alternativeOf ?? row.message.id) === slot) {
+          row.message = { ...row.message, chosen: row.message.id === chosen };
+        }
+      }
+    };
     const upto = Math.max(0, Math.min(version, this.head));
     const rows = new Map<string, Row>();
     for (let i = 0; i < upto; i++) {
@@ -103,12 +113,45 @@ export class Timeline {
               version: v,
               source: d.source === "voice" ? "voice" : "text",
               error: null,
+              ...PLAIN,
               characterId: null,
             },
             chunks: null,
           });
           break;
-        case "reply.started":
+        case "message.imported":
+          rows.set(id, {
+            message: {
+              id,
+              roomId,
+              content: str(d.content),
+              username: str(d.username),
+              timestamp: strOrNull(d.original_at) ?? recordedAt,
+              isAI: d.is_ai === true,
+              audioUrl: null,
+              status: asStatus(d.status),
+              version: v,
+              source: "text",
+              error: null,
+              ...PLAIN,
+              characterId: strOrNull(d.character_id),
+            },
+            chunks: null,
+          });
+          break;
+        case "message.edited":
+          if (row) row.message = { ...row.message, content: str(d.content), edited: true };
+          break;
+        case "message.redacted":
+          if (row) row.message = { ...row.message, content: "", audioUrl: null, deleted: true };
+          if (row?.chunks) row.chunks = [];
+          break;
+        case "reply.chosen":
+          if (row) show(rows, row.message.alternativeOf ?? id, id);
+          break;
+        case "reply.started": {
+          const slot = strOrNull(d.alternative_of);
+          if (slot) show(rows, slot, null);
           rows.set(id, {
             message: {
               id,
@@ -124,10 +167,13 @@ export class Timeline {
               error: null,
               // Each reply names its character (replies from before casts: by name only).
               characterId: strOrNull(d.character_id),
+              ...PLAIN,
+              alternativeOf: slot,
             },
             chunks: [],
           });
           break;
+        }
         case "reply.chunk":
           row?.chunks?.push(str(d.text));
           break;
@@ -161,6 +207,7 @@ export class Timeline {
           timestamp: m.timestamp,
           version: m.version,
           audioUrl: m.audioUrl,
+          alternativeOf: m.alternativeOf,
         });
       }
     }

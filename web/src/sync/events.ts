@@ -29,11 +29,28 @@ export interface ChatMessage {
   voiceError?: string | null;
   /** The sender's idempotency key, so the sender can match its outbox entry. */
   clientId?: string | null;
+  /** The tree: changed by its author; deleted for good (the text is gone). */
+  edited?: boolean;
+  deleted?: boolean;
+  /** A regenerated reply: the first reply of its slot. */
+  alternativeOf?: string | null;
+  /** The alternative its slot shows (true outside slots). */
+  chosen?: boolean;
 }
 
 export type RoomEvent =
   | { version: number; kind: "posted"; message: ChatMessage }
-  | { version: number; kind: "started"; id: string; username: string; timestamp: string }
+  | {
+      version: number;
+      kind: "started";
+      id: string;
+      username: string;
+      timestamp: string;
+      alternativeOf?: string | null;
+    }
+  | { version: number; kind: "edited"; id: string; content: string }
+  | { version: number; kind: "deleted"; id: string }
+  | { version: number; kind: "chosen"; id: string }
   | { version: number; kind: "chunk"; id: string; index: number; text: string }
   | { version: number; kind: "audio"; id: string; audioUrl: string | null; error?: string | null }
   | {
@@ -77,16 +94,31 @@ export function fromWireMessage(m: WireMessage): ChatMessage {
     source: m.source ?? (!m.isAI && m.audioUrl ? "voice" : "text"),
     error: m.error ?? null,
     clientId: m.clientId ?? null,
+    edited: Boolean(m.edited),
+    deleted: Boolean(m.deleted),
+    alternativeOf: m.alternativeOf ?? null,
+    chosen: m.chosen ?? true,
   };
 }
 
-export type LiveEventName = "message" | "aiStart" | "aiTextChunk" | "aiAudio" | "aiComplete";
+export type LiveEventName =
+  | "message"
+  | "aiStart"
+  | "aiTextChunk"
+  | "aiAudio"
+  | "aiComplete"
+  | "messageEdited"
+  | "messageDeleted"
+  | "alternativeChosen";
 export const LIVE_EVENTS: readonly LiveEventName[] = [
   "message",
   "aiStart",
   "aiTextChunk",
   "aiAudio",
   "aiComplete",
+  "messageEdited",
+  "messageDeleted",
+  "alternativeChosen",
 ];
 
 /** A live Socket.IO event as a RoomEvent, or null when the payload is unusable. */
@@ -100,8 +132,21 @@ export function fromLive(name: LiveEventName, payload: unknown): RoomEvent | nul
       return { version, kind: "posted", message: fromWireMessage(p as unknown as WireMessage) };
     case "aiStart": {
       const s = p as unknown as AiStartPayload;
-      return { version, kind: "started", id: s.messageId, username: s.username, timestamp: s.timestamp };
+      return {
+        version,
+        kind: "started",
+        id: s.messageId,
+        username: s.username,
+        timestamp: s.timestamp,
+        alternativeOf: s.alternativeOf ?? null,
+      };
     }
+    case "messageEdited":
+      return { version, kind: "edited", id: str(p.messageId), content: str(p.content) };
+    case "messageDeleted":
+      return { version, kind: "deleted", id: str(p.messageId) };
+    case "alternativeChosen":
+      return { version, kind: "chosen", id: str(p.messageId) };
     case "aiTextChunk": {
       const c = p as unknown as AiTextChunkPayload;
       return { version, kind: "chunk", id: c.messageId, index: c.index, text: c.chunk ?? "" };
@@ -166,6 +211,30 @@ export function fromRaw(raw: RawEvent): RoomEvent {
         id: str(d.message_id),
         username: str(d.character),
         timestamp: raw.recordedAt,
+        alternativeOf: strOrNull(d.alternative_of),
+      };
+    case "message.edited":
+      return { version, kind: "edited", id: str(d.message_id), content: str(d.content) };
+    case "message.redacted":
+      return { version, kind: "deleted", id: str(d.message_id) };
+    case "reply.chosen":
+      return { version, kind: "chosen", id: str(d.message_id) };
+    case "message.imported":
+      return {
+        version,
+        kind: "posted",
+        message: {
+          id: str(d.message_id),
+          username: str(d.username),
+          content: str(d.content),
+          timestamp: strOrNull(d.original_at) ?? raw.recordedAt,
+          isAI: d.is_ai === true,
+          audioUrl: null,
+          status: asStatus(d.status),
+          firstVersion: version,
+          source: "text",
+          error: null,
+        },
       };
     case "reply.chunk":
       return {

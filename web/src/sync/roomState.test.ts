@@ -18,6 +18,10 @@ function userMessage(id: string, version: number, content = `hello ${id}`): Wire
     status: "complete",
     version,
     characterId: null,
+    edited: false,
+    deleted: false,
+    alternativeOf: null,
+    chosen: true,
   };
 }
 
@@ -102,6 +106,7 @@ describe("joining", () => {
             timestamp: T,
             version: 5,
             audioUrl: null,
+            alternativeOf: null,
           },
         ],
       }),
@@ -426,6 +431,7 @@ describe("older pages around a long reply", () => {
             timestamp: T,
             version: 6,
             audioUrl: null,
+            alternativeOf: null,
           },
         ],
       }),
@@ -482,5 +488,48 @@ describe("an answer that stops short", () => {
     expect(ids(sync)).toEqual(["z", "y"]);
     vi.advanceTimersByTime(5000);
     expect(requestResync).not.toHaveBeenCalled();
+  });
+});
+
+describe("the tree", () => {
+  const raw = (version: number, type: string, data: Record<string, unknown>): RawEvent => ({
+    version,
+    type,
+    data,
+    recordedAt: T,
+  });
+
+  it("shows the newest alternative, then the chosen one, edits and deletions", () => {
+    const sync = new RoomSync(ROOM, { requestResync: () => {} });
+    sync.beginJoin();
+    sync.applyAck(snapshot(1, [userMessage("m", 1)]));
+    const events = [
+      raw(2, "reply.started", { message_id: "a1", character: "Tom", alternative_of: null }),
+      raw(3, "reply.completed", { message_id: "a1", content: "one", status: "complete" }),
+      raw(4, "reply.started", { message_id: "a2", character: "Tom", alternative_of: "a1" }),
+      raw(5, "reply.chunk", { message_id: "a2", index: 0, text: "two" }),
+      raw(6, "reply.completed", { message_id: "a2", content: "two", status: "complete" }),
+    ];
+    for (const e of events) sync.receive(fromRaw(e));
+    const chosen = () => sync.getView().messages.map((m) => [m.id, m.chosen]);
+    expect(chosen()).toEqual([
+      ["m", true],
+      ["a1", false],
+      ["a2", true],
+    ]);
+    sync.receive(
+      fromLive("alternativeChosen", { roomId: ROOM, messageId: "a1", alternativeOf: "a1", version: 7 })!,
+    );
+    expect(chosen()).toEqual([
+      ["m", true],
+      ["a1", true],
+      ["a2", false],
+    ]);
+    sync.receive(fromLive("messageEdited", { roomId: ROOM, messageId: "m", content: "hi!", version: 8 })!);
+    sync.receive(fromRaw(raw(9, "message.redacted", { message_id: "a2", by: "ann", reason: null })));
+    const [m, , a2] = sync.getView().messages;
+    expect([m!.content, m!.edited]).toEqual(["hi!", true]);
+    expect([a2!.content, a2!.deleted]).toEqual(["", true]);
+    expect(sync.getView().version).toBe(9);
   });
 });

@@ -228,6 +228,8 @@ export class RoomSync {
         firstVersion: s.version,
         source: "text",
         error: null,
+        alternativeOf: s.alternativeOf ?? null,
+        chosen: true,
       };
       const existing = list.findIndex((m) => m.id === reply.id);
       if (existing >= 0) {
@@ -325,9 +327,9 @@ export function applyEvent(view: RoomView, event: RoomEvent): RoomView {
   switch (event.kind) {
     case "posted":
       return index < 0 ? add(event.message) : update(() => event.message);
-    case "started":
+    case "started": {
       if (index >= 0) return at;
-      return add({
+      const reply: ChatMessage = {
         id: event.id,
         username: event.username,
         content: "",
@@ -338,7 +340,29 @@ export function applyEvent(view: RoomView, event: RoomEvent): RoomView {
         firstVersion: event.version,
         source: "text",
         error: null,
-      });
+        alternativeOf: event.alternativeOf ?? null,
+        chosen: true,
+      };
+      // The newest alternative is the one its slot shows.
+      const slot = event.alternativeOf;
+      const others = slot
+        ? view.messages.map((m) => (slotOf(m) === slot ? { ...m, chosen: false } : m))
+        : view.messages;
+      return { ...at, messages: [...others, reply] };
+    }
+    case "edited":
+      return update((m) => ({ ...m, content: event.content, edited: true }));
+    case "deleted":
+      // The words are gone for good: drop them here too.
+      return update((m) => ({ ...m, content: "", audioUrl: null, deleted: true }));
+    case "chosen": {
+      if (index < 0) return at;
+      const slot = slotOf(view.messages[index]!);
+      const messages = view.messages.map((m) =>
+        slotOf(m) === slot ? { ...m, chosen: m.id === event.id } : m,
+      );
+      return { ...at, messages };
+    }
     case "chunk":
       return update((m) => (m.status === "streaming" ? { ...m, content: m.content + event.text } : m));
     case "audio":
@@ -358,4 +382,14 @@ export function applyEvent(view: RoomView, event: RoomEvent): RoomView {
     case "other":
       return at;
   }
+}
+
+/** The first reply of a message's slot (its own id outside slots). */
+export function slotOf(m: ChatMessage): string {
+  return m.alternativeOf ?? m.id;
+}
+
+/** A slot's alternatives in order (the first reply first), from the messages held. */
+export function alternativesOf(messages: readonly ChatMessage[], slot: string): ChatMessage[] {
+  return messages.filter((m) => slotOf(m) === slot);
 }

@@ -15,15 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tomchat.domain.events import RecordedEvent
+from tomchat.domain.redaction import (
+    CARRIERS,
+    SUMMARY,
+    Redaction,
+    StoredEvent,
+    marker,
+    redactions,
+    stripped,
+)
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written
 from tomchat.store.reads import head_of, read_events
+from tomchat.store.schema import events
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,11 @@ class Recorder(ABC):
     async def write(self, batch: Sequence[Append]) -> Written:
         """Record ``batch`` in one transaction: each request's records (or error) by
         ``id(request)``, and every event newly recorded, in log order.
+
+        A ``message.redacted`` recorded in the batch rewrites, in the same transaction, the
+        stored data of that message's earlier events without its words (``redact`` /
+        ``redact_sync`` below, deciding with ``domain.redaction``): no read after the commit
+        can see them.
 
         A database failure raises (SQLAlchemy's errors); nothing of the batch is recorded then.
         """
@@ -136,3 +151,56 @@ class Recorder(ABC):
     def lock_unavailable(self, exc: BaseException) -> bool:
         """True if ``exc`` says a lock could not be had at once or within the lock timeout."""
         return False
+
+
+# -- redaction: shared by the recorders, inside their write transaction --------------------
+
+
+def _candidates(redaction: Redaction) -> Select[tuple[int, int, str, str]]:
+    """The rows that may hold the message's words: its carriers (found by a substring of
+    their data, checked after decoding) and the room's summaries, before the redaction."""
+    return select(events.c.position, events.c.version, events.c.type, events.c.data).where(
+        events.c.room_id == redaction.room_id,
+        events.c.version < redaction.version,
+        or_(
+            and_(
+                events.c.type.in_(CARRIERS),
+                events.c.data.contains(marker(redaction.message_id), autoescape=True),
+            ),
+            events.c.type == SUMMARY,
+        ),
+    )
+
+
+_REWRITE = update(events).where(events.c.position == bindparam("row_position"))
+
+
+def _rewrites(redaction: Redaction, rows: Iterable[Any]) -> list[dict[str, Any]]:
+    stored = [StoredEvent(r[0], r[1], r[2], r[3].encode()) for r in rows]
+    return [
+        {"row_position": key, "new_data": data.decode()}
+        for key, data in stripped(redaction, stored)
+    ]
+
+
+def redact_sync(conn: Connection, batch: Sequence[RecordedEvent]) -> int:
+    """Strip the words of every message redacted in ``batch`` from its earlier events;
+    the number of rows rewritten. On a synchronous connection (the SQLite writer thread)."""
+    count = 0
+    for redaction in redactions(batch):
+        rows = _rewrites(redaction, conn.execute(_candidates(redaction)).all())
+        if rows:
+            conn.execute(_REWRITE.values(data=bindparam("new_data")), rows)
+            count += len(rows)
+    return count
+
+
+async def redact(conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> int:
+    """``redact_sync`` on an async connection (PostgreSQL)."""
+    count = 0
+    for redaction in redactions(batch):
+        rows = _rewrites(redaction, (await conn.execute(_candidates(redaction))).all())
+        if rows:
+            await conn.execute(_REWRITE.values(data=bindparam("new_data")), rows)
+            count += len(rows)
+    return count

@@ -42,7 +42,7 @@ from tomchat.store.placement import (
     waits_for_locks,
 )
 from tomchat.store.projection import project
-from tomchat.store.recorders.base import Recorder, SessionTimeouts
+from tomchat.store.recorders.base import Recorder, SessionTimeouts, redact
 from tomchat.store.schema import UTCDateTime, streams
 
 _MIGRATION_LOCK = 0x746F6D63  # "tomc": the advisory lock key of tomchat's migrations
@@ -125,6 +125,9 @@ class PostgresRecorder(Recorder):
             # Rare (no chunk needs it) and varied: the projection stays in SQLAlchemy Core,
             # on the same connection and transaction.
             await project(conn, fresh)
+            # A deletion strips the message's words from its earlier events, in this same
+            # transaction (domain.redaction).
+            await redact(conn, fresh)
         return finish(plan, fresh)
 
     async def close(self) -> None:
@@ -150,6 +153,10 @@ class PostgresRecorder(Recorder):
                 first_version,
                 last_version,
                 character_id,
+                edited,
+                deleted,
+                alternative_of,
+                shown,
             )
             for (
                 id,
@@ -165,6 +172,10 @@ class PostgresRecorder(Recorder):
                 first_version,
                 last_version,
                 character_id,
+                edited,
+                deleted,
+                alternative_of,
+                shown,
             ) in raw
         ]
 

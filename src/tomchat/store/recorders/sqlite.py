@@ -17,12 +17,12 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tomchat.domain.codec import encode_data
-from tomchat.domain.events import RecordedEvent, event_type
+from tomchat.domain.events import MessageRedacted, RecordedEvent, event_type
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written, checked_ids, finish, guarded_rooms, place
 from tomchat.store.projection import project_sync
 from tomchat.store.reads import recorded_from_row
-from tomchat.store.recorders.base import Recorder, SessionTimeouts
+from tomchat.store.recorders.base import Recorder, SessionTimeouts, redact_sync
 from tomchat.store.recorders.sqlite_writer import (
     Batch,
     SqliteWriter,
@@ -71,7 +71,13 @@ class SqliteRecorder(Recorder):
         if self._writer is None:
             self._writer = SqliteWriter(self.url)
         now = datetime.now(UTC)
-        return await self._writer.run(lambda tx: _write(tx, batch, now))
+        outcomes, fresh = await self._writer.run(lambda tx: _write(tx, batch, now))
+        if any(type(r.event) is MessageRedacted for r in fresh):
+            # The words were rewritten in place (secure_delete zeroes the freed bytes), but
+            # the WAL still holds the pages as they were: copy it into the database and
+            # truncate it, so no frame with the words is left on disk.
+            await self._writer.checkpoint()
+        return outcomes, fresh
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -99,6 +105,10 @@ class SqliteRecorder(Recorder):
                 first_version,
                 last_version,
                 character_id,
+                bool(edited),
+                bool(deleted),
+                alternative_of,
+                bool(shown),
             )
             for (
                 id,
@@ -114,6 +124,10 @@ class SqliteRecorder(Recorder):
                 first_version,
                 last_version,
                 character_id,
+                edited,
+                deleted,
+                alternative_of,
+                shown,
             ) in raw
         ]
 
@@ -178,6 +192,7 @@ def _write(tx: Batch, batch: Sequence[Append], now: datetime) -> Written:
         position += 1
     tx.insert_events(rows)
     project_sync(tx.conn, fresh)
+    redact_sync(tx.conn, fresh)
     tx.set_heads(plan.heads, now)
     return finish(plan, fresh)
 
