@@ -173,6 +173,15 @@ def test_axe_finds_nothing_serious(people: PeopleFactory, output_dir: Path) -> N
         "data-state", re.compile("playing|finished")
     )
     assert axe_violations(page) == []
+
+    # The characters page: the library as listed, then with the form to write one open.
+    page.goto(f"{ann.base_url}/characters")
+    expect(page.locator("[data-testid=character-item][data-character-id=tom]")).to_be_visible()
+    assert axe_violations(page) == []
+    page.get_by_test_id("new-character").click()
+    expect(page.get_by_test_id("character-form")).to_be_visible()
+    assert axe_violations(page) == []
+    page.screenshot(path=output_dir / "characters.png")
     assert not ann.errors, ann.errors
 
 
