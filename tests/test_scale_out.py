@@ -24,13 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import REDIS_URL, need_service
 from tests.live.test_typing import Typist
 from tests.support.room_client import RoomClient
+from tests.support.room_log import room_log
 from tests.support.servers import ServerProcess, start_servers
 from tomchat.ai.demo import compose_reply
 from tomchat.ai.protocols import ChatTurn
 from tomchat.domain.events import RecordedEvent, ReplyChunk, ReplyCompleted, ReplyStarted
 from tomchat.domain.transcript import Transcript
-from tomchat.store.database import Database
-from tomchat.store.event_store import read_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -97,15 +96,6 @@ def as_table(c: RoomClient) -> dict[str, tuple[str, bool, str, str]]:
 
 def contiguous(c: RoomClient) -> bool:
     return c.applied == list(range(c.applied[0], c.version + 1))
-
-
-async def room_log(url: str, room: str) -> list[RecordedEvent]:
-    db = Database(url)
-    try:
-        async with db.snapshot() as conn:
-            return await read_events(conn, room)
-    finally:
-        await db.dispose()
 
 
 def table_of(log: list[RecordedEvent]) -> dict[str, tuple[str, bool, str, str]]:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.room_client import RoomClient
+from tests.support.room_log import room_log
 from tests.support.servers import TOMCHAT, start_servers
 from tomchat.domain.events import RecordedEvent, ReplyChunk, ReplyCompleted
-from tomchat.store.database import Database
-from tomchat.store.event_store import read_events
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -31,15 +30,6 @@ def env(tmp_path: Path) -> dict[str, str]:
         "TOMCHAT_DEMO_DELAY_MS": "50",
         "TOMCHAT_REDIS_URL": "",
     }
-
-
-async def room_log(url: str, room: str) -> list[RecordedEvent]:
-    db = Database(url)
-    try:
-        async with db.snapshot() as conn:
-            return await read_events(conn, room)
-    finally:
-        await db.dispose()
 
 
 def reply_text(log: list[RecordedEvent], message_id: str) -> str:

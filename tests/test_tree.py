@@ -170,6 +170,11 @@ MARKER = "zanzibarite"
 async def test_edit_and_delete_for_real(
     server: RunningServer, llm: FakeLLM, tmp_path: Path
 ) -> None:
+    # Made over REST: whoever joins is a member, not the host (a room made by joining is
+    # its creator's), until the test names a host below.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = await http.post("/api/rooms", json={"name": "Deletions", "id": "d"})
+        assert made.status_code == 201, made.text
     ann, bob = await member(server, "d", "ann"), await member(server, "d", "bob")
     llm.script(openai_stream([f"So, {MARKER}."]))
     sent = await ann.send(f"my {MARKER} secret")

@@ -3,34 +3,19 @@ characters, and see both answer, each with its picture."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from pathlib import Path
 
-from PIL import Image, PngImagePlugin
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PeopleFactory, ServerProcess
 from tests.browser.people import REPLY_TIMEOUT_MS, new_room_id
+from tests.support.cards import b64, png, v2
 
 
 def card_png(path: Path, name: str) -> Path:
-    card = {
-        "spec": "chara_card_v2",
-        "spec_version": "2.0",
-        "data": {
-            "name": name,
-            "description": "{{char}} keeps the lighthouse.",
-            "personality": "calm",
-            "scenario": "",
-            "first_mes": f"Evening. {name} here.",
-            "mes_example": "",
-        },
-    }
-    info = PngImagePlugin.PngInfo()
-    info.add_text("chara", base64.b64encode(json.dumps(card).encode()).decode())
-    Image.new("RGB", (32, 32), (20, 120, 200)).save(path, "PNG", pnginfo=info)
+    """A Character Card V2 as a PNG file, with a 32x32 picture."""
+    path.write_bytes(png((20, 120, 200), size=32, chara=b64(v2(name))))
     return path
 
 

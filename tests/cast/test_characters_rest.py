@@ -3,7 +3,6 @@ trips, avatars, edits and archiving; every bad upload refused with nothing writt
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -11,43 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 from sqlalchemy import func, select
 
 from tests.conftest import RunningServer
+from tests.support.cards import b64, png, v2
 from tomchat.store.schema import character_avatars, events
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def png(color: tuple[int, int, int] = (200, 40, 90), size: int = 8, **text: str) -> bytes:
-    """A real PNG made by Pillow, with ``text`` as tEXt chunks (a card's ``chara``/``ccv3``)."""
-    info = PngImagePlugin.PngInfo()
-    for key, value in text.items():
-        info.add_text(key, value)
-    out = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(out, "PNG", pnginfo=info)
-    return out.getvalue()
-
-
-def b64(card: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(card).encode()).decode()
-
-
-def v2(name: str, **data: Any) -> dict[str, Any]:
-    return {
-        "spec": "chara_card_v2",
-        "spec_version": "2.0",
-        "data": {
-            "name": name,
-            "description": "{{char}} is a lighthouse keeper.",
-            "personality": "patient",
-            "scenario": "",
-            "first_mes": f"Ahoy, I'm {name}.",
-            "mes_example": "<START>\n{{user}}: hi\n{{char}}: ahoy",
-            **data,
-        },
-    }
 
 
 async def counts(server: RunningServer) -> tuple[int, int]:

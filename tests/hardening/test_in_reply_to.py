@@ -13,22 +13,12 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.support.polling import eventually
 from tests.support.room_client import RoomClient
+from tests.support.room_log import room_log
 from tomchat.ai.demo import compose_reply
 from tomchat.ai.protocols import ChatTurn
-from tomchat.domain.events import MessagePosted, RecordedEvent, ReplyCompleted, ReplyStarted
-from tomchat.store.database import Database
-from tomchat.store.event_store import read_events
+from tomchat.domain.events import MessagePosted, ReplyCompleted, ReplyStarted
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def room_log(url: str, room: str) -> list[RecordedEvent]:
-    db = Database(url)
-    try:
-        async with db.snapshot() as conn:
-            return await read_events(conn, room)
-    finally:
-        await db.dispose()
 
 
 async def test_in_reply_to_is_exact_under_a_burst(server_factory: ServerFactory) -> None:

@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,18 +44,6 @@ from tomchat.store.transcripts import TranscriptReader
 from tomchat.wire.incoming import PayloadError
 
 log = logging.getLogger(__name__)
-
-
-class RoomRoles(Protocol):
-    """Who hosts a room: hosts may delete any message. The people feature plugs its host
-    model in here; by default nobody is host."""
-
-    def is_host(self, room_id: str, sid: str) -> bool: ...
-
-
-class NoHosts:
-    def is_host(self, room_id: str, sid: str) -> bool:
-        return False
 
 
 ATTEMPTS = 5  # checks of a command against a room that keeps moving, before giving up

@@ -14,9 +14,8 @@ from msgspec import UNSET
 
 from tomchat import logs, metrics
 from tomchat.chat.access import RoomAccess
-from tomchat.chat.cast import RoomRoles
 from tomchat.chat.conversation import Conversation
-from tomchat.chat.identity import Admission, People, TrustedProxy, canonical_name
+from tomchat.chat.identity import Admission, People, RoomRoles, TrustedProxy, canonical_name
 from tomchat.chat.tree import Tree
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
