@@ -110,6 +110,10 @@ def dependencies(services: Services) -> dict[str, Provide]:
             trustedIdentity=bool(getattr(settings, "trusted_user_header", None)),
         )
 
+    # The room-creation budget, per address, shared with joinRoom (``live.server``).
+    provided["room_creations"] = Provide(
+        lambda: services.live.rooms_limit, use_cache=False, sync_to_thread=False
+    )
     provided["capabilities"] = Provide(provide_capabilities, use_cache=False, sync_to_thread=False)
     return provided
 

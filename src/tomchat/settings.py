@@ -11,7 +11,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from tomchat.domain.errors import ConfigError
-from tomchat.domain.limits import LiveLimits
+from tomchat.domain.limits import LiveLimits, Rate
 from tomchat.store.recorders.base import SessionTimeouts
 
 __all__ = ["ConfigError", "Settings"]
@@ -37,6 +37,19 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
     if not 0.5 <= value <= 600:
         raise ConfigError(f"{name} must be between 0.5 and 600 seconds, got {raw!r}")
+    return value
+
+
+def _rate(env: dict[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1_000_000:
+        raise ConfigError(f"{name} must be above 0 and at most 1000000, got {raw!r}")
     return value
 
 
@@ -130,6 +143,11 @@ class Settings:
             static_dir=Path(s) if (s := opt("TOMCHAT_STATIC_DIR")) else None,
             log_format=(opt("TOMCHAT_LOG_FORMAT") or cls.log_format).lower(),
         )
+        rooms_per_minute = _rate(env, "TOMCHAT_NEW_ROOMS_PER_MINUTE")
+        if rooms_per_minute is not None:
+            # A burst of twice the minute's worth: a class opening rooms at once fits.
+            rooms = Rate(burst=max(1.0, 2 * rooms_per_minute), per_second=rooms_per_minute / 60)
+            settings = replace(settings, live_limits=replace(settings.live_limits, rooms=rooms))
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:

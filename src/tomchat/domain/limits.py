@@ -21,6 +21,9 @@ MAX_VOICE_SECONDS = 120.0
 # in base64 with its JSON envelope fits; anything bigger closes the connection.
 MAX_PACKET_BYTES = 8 * 1024 * 1024
 MAX_TOKEN_CHARS = 256
+# ``GET /api/rooms``: rooms per page (the default, and the most a client may ask for).
+ROOMS_PAGE = 50
+MAX_ROOMS_PAGE = 200
 # Cursors are room versions; anything past this is nonsense, and keeping it well inside 64
 # bits means no database ever sees an integer it cannot hold.
 MAX_VERSION = 2**53
@@ -48,6 +51,9 @@ class LiveLimits:
     voice: Rate = Rate(burst=3, per_second=0.2)
     joins: Rate = Rate(burst=12, per_second=1.0)
     events: Rate = Rate(burst=120, per_second=30.0)
+    # New rooms, by ``POST /api/rooms`` or a ``joinRoom`` that creates one: per connection
+    # and per address (the peer's IP), shared by both edges so neither doubles the budget.
+    rooms: Rate = Rate(burst=20, per_second=1 / 6)
     # User messages waiting for the character's next reply, per room.
     waiting_messages: int = 25
     # Bytes queued for one socket beyond what its transport has taken; past it the

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
@@ -21,6 +23,7 @@ from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
+from tomchat.live.ratelimit import Limiter
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomInfo, RoomReader
@@ -67,6 +70,11 @@ class Room(msgspec.Struct):
     private: bool = False
     # Given by GET /api/rooms/{id} (summing it for a list would read every room's log).
     usage: TokenUsage | None = None
+
+
+class RoomPage(msgspec.Struct):
+    rooms: list[Room]
+    next: str | None  # the cursor of the next page; None on the last
 
 
 class CreatedRoom(Room):
@@ -120,31 +128,42 @@ class RoomController(Controller):
     async def list_rooms(
         self,
         reader: NamedDependency[RoomReader],
-        access: NamedDependency[RoomAccess],
         presence: NamedDependency[Presence],
-    ) -> list[Room]:
-        rooms = await reader.rooms()
-        # Private rooms are invite-only: they are not listed.
-        hidden = await access.private_ids([info.id for info in rooms])
-        listed = [info for info in rooms if info.id not in hidden]
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=200, description="`next` of the previous page"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=limits.MAX_ROOMS_PAGE)] = limits.ROOMS_PAGE,
+    ) -> RoomPage:
+        """Public rooms, most recently active first, a page at a time; private rooms are
+        invite-only and never listed."""
+        listed, last = await reader.rooms_page(limit, _from_cursor(cursor))
         # Connections of every process when scaled out (cluster.presence.SharedPresence).
         counts = await presence.counts([info.id for info in listed])
-        return [_room(info, counts.get(info.id, 0)) for info in listed]
+        rooms = [_room(info, counts.get(info.id, 0)) for info in listed]
+        return RoomPage(rooms=rooms, next=_to_cursor(last) if last else None)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_room(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[NewRoom],
+        room_creations: NamedDependency[Limiter],
         reader: NamedDependency[RoomReader],
         access: NamedDependency[RoomAccess],
         conversation: NamedDependency[Conversation],
         presence: NamedDependency[Presence],
     ) -> CreatedRoom:
+        # Every attempt counts, taken ones too: a refused id costs what a new one does.
+        address = request.client.host if request.client else "unknown"
+        room_creations.check([("address", address)])
         room_id = data.id or _slug(data.name)
         token: str | None = None
         if data.private:
             token = await access.create_private_room(conversation, room_id, data.name)
             created = token is not None
+        elif await access.digest_of(room_id) is not None:
+            created = False  # a private room's id (or a deleted one's) never turns public
         else:
             created = await conversation.ensure_room(room_id, data.name)
         if not created:
@@ -227,6 +246,26 @@ class RoomController(Controller):
 async def _ndjson(pages: AsyncIterable[list[RecordedEvent]]) -> AsyncIterator[bytes]:
     async for page in pages:
         yield b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
+
+
+def _to_cursor(key: tuple[datetime, str]) -> str:
+    # Opaque to clients: what it holds may change without a change of the API.
+    raw = _json.encode([key[0].isoformat(), key[1]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _from_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, room_id = msgspec.json.decode(raw, type=tuple[str, str])
+        key = (datetime.fromisoformat(at), room_id)
+    except (ValueError, msgspec.DecodeError):
+        raise ValidationException("cursor is not one this server gave") from None
+    if key[0].tzinfo is None or not re.match(limits.ROOM_ID_STRICT, room_id):
+        raise ValidationException("cursor is not one this server gave")
+    return key
 
 
 def _slug(name: str) -> str:

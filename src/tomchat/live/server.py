@@ -98,6 +98,8 @@ class LiveServer:
         self.messages_limit = Limiter("messages", self.limits.messages)
         self.voice_limit = Limiter("voice messages", self.limits.voice)
         self.joins_limit = Limiter("joins", self.limits.joins)
+        # Shared with REST (``POST /api/rooms`` takes it by dependency injection).
+        self.rooms_limit = Limiter("new rooms", self.limits.rooms)
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -126,10 +128,7 @@ class LiveServer:
         p = parse(JoinRoom, data)
         username = p.username.strip()
         self.joins_limit.check([sid, username])
-        if not await self.access.allows(p.roomId, p.token):
-            raise PayloadError(
-                "forbidden", f"room {p.roomId!r} is private: join with its invite token"
-            )
+        await self._may_enter(sid, p.roomId, p.token)
         await self.conversation.ensure_room(p.roomId)
         # Enter the Socket.IO room before reading: every event committed after the read
         # below reaches this socket live, so nothing falls between snapshot and stream.
@@ -138,6 +137,29 @@ class LiveServer:
         ack = await self._catch_up(p.roomId, p.since)
         await self.announce(p.roomId)
         return ack
+
+    async def _may_enter(self, sid: str, room_id: str, token: str | None) -> None:
+        """Refuse a join this socket may not make; a join that creates the room takes a
+        token of the room-creation budget (this connection's and its address's).
+
+        A private room's id (or a deleted one's: its access row stays) without its token, and
+        an unknown id joined with an invite token, get one and the same answer: whether an id
+        is private cannot be probed, and no private id is ever turned into a public room.
+        """
+        private = await self.access.digest_of(room_id) is not None
+        if private and await self.access.allows(room_id, token):
+            return
+        exists = await self.reader.room(room_id) is not None
+        if private or (not exists and token):
+            raise PayloadError("not_found", f"no room {room_id!r} to join with this link")
+        if not exists:
+            self.rooms_limit.check([sid, ("address", self.address(sid))])
+
+    def address(self, sid: str) -> str:
+        """The peer's IP address (the TCP peer: a proxy's, behind one)."""
+        environ = self.sio.get_environ(sid) or {}
+        client = (environ.get("asgi.scope") or {}).get("client")
+        return str(client[0]) if client else "unknown"
 
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)
@@ -212,7 +234,13 @@ class LiveServer:
 
     async def disconnect(self, sid: str, *_: Any) -> None:
         metrics.CONNECTED_SOCKETS.dec()
-        for limiter in (self.events_limit, self.messages_limit, self.voice_limit, self.joins_limit):
+        for limiter in (
+            self.events_limit,
+            self.messages_limit,
+            self.voice_limit,
+            self.joins_limit,
+            self.rooms_limit,
+        ):
             limiter.forget(sid)
         for room_id in await self.presence.drop(sid):
             await self.announce(room_id)
