@@ -14,6 +14,10 @@ ROOM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ROOM_ID_STRICT = r"^[A-Za-z0-9_-]{1,64}\Z"
 MAX_CLIENT_ID_CHARS = 128
 CATCH_UP_MAX_EVENTS = 10_000
+# The most a catch-up ack (``joinRoom``/``resync``) takes on the wire, as python-socketio
+# encodes it: past it a client gets the snapshot form with ``reset``, itself trimmed to fit
+# (older messages are then paged over REST).
+CATCH_UP_MAX_BYTES = 1024 * 1024
 SNAPSHOT_PAGE = 50
 MAX_VOICE_BYTES = 5 * 1024 * 1024
 MAX_VOICE_SECONDS = 120.0

@@ -23,6 +23,7 @@ from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
+from tomchat.http.memory import returning_memory
 from tomchat.live.ratelimit import Limiter
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
@@ -229,9 +230,14 @@ class RoomController(Controller):
             raise NotFoundException(f"no room {room_id!r}")
         if request.accept.best_match(["application/json", NDJSON]) == NDJSON:
             upto = info.version if limit is None else min(info.version, after + limit)
-            pages = TranscriptReader(db).event_pages(room_id, after, upto=upto)
+            # Small pages: a client that stops reading pins one page and its bytes.
+            pages = TranscriptReader(db).event_pages(room_id, after, upto=upto, page_size=200)
             # Litestar prefers the handler's JSON media type to the Stream's: say it outright.
-            return Stream(_ndjson(pages), media_type=NDJSON, headers={"Content-Type": NDJSON})
+            return Stream(
+                returning_memory(_ndjson(pages)),
+                media_type=NDJSON,
+                headers={"Content-Type": NDJSON},
+            )
         size = limit or 1000
         found = await store.read_stream(room_id, after, size + 1)
         more = len(found) > size
@@ -245,7 +251,9 @@ class RoomController(Controller):
 
 async def _ndjson(pages: AsyncIterable[list[RecordedEvent]]) -> AsyncIterator[bytes]:
     async for page in pages:
-        yield b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
+        piece = b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
+        del page  # a reader that stalls on this piece pins its bytes, not its events too
+        yield piece
 
 
 def _to_cursor(key: tuple[datetime, str]) -> str:

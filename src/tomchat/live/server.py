@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import socketio
 from msgspec import UNSET
 
@@ -171,27 +172,46 @@ class LiveServer:
         return await self._catch_up(p.roomId, p.since)
 
     async def _catch_up(self, room_id: str, since: int | None) -> Ack:
+        cap = limits.CATCH_UP_MAX_BYTES
         if since is not None and since >= 0:
-            caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
+            caught = await self.reader.catch_up(
+                room_id, since, limits.CATCH_UP_MAX_EVENTS, max_chars=cap
+            )
             if caught is not None and since <= caught.version:
-                metrics.CATCH_UP_EVENTS.observe(len(caught.events))
-                return CatchUpAck(
+                ack = CatchUpAck(
                     ok=True,
                     room_id=room_id,
                     version=caught.version,
                     events=[wire.raw_event(e) for e in caught.events],
                 )
+                # Counted in characters above; here in the bytes of the packet itself.
+                if payloads.wire_size(ack) <= cap:
+                    metrics.CATCH_UP_EVENTS.observe(len(caught.events))
+                    return ack
         snapshot = await self.reader.snapshot(room_id, limits.SNAPSHOT_PAGE)
         metrics.CATCH_UP_EVENTS.observe(len(snapshot.messages))
-        return SnapshotAck(
+        empty = SnapshotAck(
             ok=True,
             room_id=room_id,
             version=snapshot.version,
-            messages=[wire.message(m) for m in snapshot.messages],
+            messages=[],
             streaming=[wire.streaming(s) for s in snapshot.streaming],
             has_more=snapshot.has_more,
-            # Too far behind (or ahead of) the log: start over.
+            # Too far behind (or ahead of) the log, or too much to send: start over.
             reset=True if since is not None else UNSET,
+        )
+        # The newest messages that fit in the cap; older ones are a page away over REST.
+        room = cap - payloads.wire_size(empty)
+        kept: list[payloads.Message] = []
+        for row in reversed(snapshot.messages):
+            message = wire.message(row)
+            room -= payloads.wire_size(message) + 1  # and its comma
+            if room < 0:
+                break
+            kept.append(message)
+        trimmed = len(kept) < len(snapshot.messages)
+        return msgspec.structs.replace(
+            empty, messages=kept[::-1], has_more=snapshot.has_more or trimmed
         )
 
     async def send_message(self, sid: str, data: Any) -> Ack:

@@ -134,12 +134,22 @@ class RoomReader:
                 streaming.append(StreamingReply(row, await _text_so_far(conn, row, head)))
         return Snapshot(head, rows, streaming, has_more)
 
-    async def catch_up(self, room_id: str, since: int, max_events: int) -> CatchUp | None:
-        """The events after ``since``, or None when the client is too far behind for that."""
+    async def catch_up(
+        self, room_id: str, since: int, max_events: int, max_chars: int | None = None
+    ) -> CatchUp | None:
+        """The events after ``since``, or None when the client is too far behind for that:
+        more than ``max_events`` events, or (if given) more than ``max_chars`` characters of
+        stored event data, counted in the database before a single event is read."""
         async with self.db.snapshot() as conn:
             head = await head_of(conn, room_id) or 0
             if head - since > max_events:
                 return None
+            if max_chars is not None and head > since:
+                stored = select(func.coalesce(func.sum(func.length(events.c.data)), 0)).where(
+                    events.c.room_id == room_id, events.c.version > since, events.c.version <= head
+                )
+                if int((await conn.execute(stored)).scalar_one()) > max_chars:
+                    return None
             return CatchUp(head, await read_events(conn, room_id, since, upto=head))
 
     async def page(
