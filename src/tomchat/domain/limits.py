@@ -24,6 +24,9 @@ MAX_VOICE_SECONDS = 120.0
 # One Socket.IO packet (python-socketio ``max_http_buffer_size``): the largest voice message
 # in base64 with its JSON envelope fits; anything bigger closes the connection.
 MAX_PACKET_BYTES = 8 * 1024 * 1024
+# Packets larger than this (only voice messages are, legitimately) also take a token of
+# ``LiveLimits.large_packets``, so a flood of big junk is dropped before it is decoded.
+LARGE_PACKET_BYTES = 64 * 1024
 MAX_TOKEN_CHARS = 256
 # ``GET /api/rooms``: rooms per page (the default, and the most a client may ask for).
 ROOMS_PAGE = 50
@@ -47,14 +50,16 @@ class LiveLimits:
 
     Each of ``messages``, ``voice`` and ``joins`` is enforced twice, per connection and per
     username, so neither opening more sockets nor switching names buys more. ``events``
-    counts every packet a connection sends, valid or not, so a flood of junk is refused
-    before it costs a parse.
+    counts every packet a connection sends, valid or not, and ``large_packets`` the big
+    ones, both on the raw frame: a flood of junk is refused before any JSON is decoded.
     """
 
     messages: Rate = Rate(burst=8, per_second=1.0)
     voice: Rate = Rate(burst=3, per_second=0.2)
     joins: Rate = Rate(burst=12, per_second=1.0)
     events: Rate = Rate(burst=120, per_second=30.0)
+    # Packets over LARGE_PACKET_BYTES per connection (above the voice rate: never bites it).
+    large_packets: Rate = Rate(burst=4, per_second=0.5)
     # New rooms, by ``POST /api/rooms`` or a ``joinRoom`` that creates one: per connection
     # and per address (the peer's IP), shared by both edges so neither doubles the budget.
     rooms: Rate = Rate(burst=20, per_second=1 / 6)
@@ -63,3 +68,5 @@ class LiveLimits:
     # Bytes queued for one socket beyond what its transport has taken; past it the
     # client is disconnected and catches up with ``since`` when it comes back.
     send_buffer_bytes: int = 2 * 1024 * 1024
+    # The largest catch-up ack (``joinRoom``/``resync``) on the wire.
+    catch_up_bytes: int = CATCH_UP_MAX_BYTES

@@ -17,6 +17,7 @@ from tomchat.chat.conversation import Conversation
 from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.limits import LiveLimits
+from tomchat.live.engine_hooks import HookedSocketIO
 from tomchat.live.ratelimit import Limiter, RateLimited
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.rooms import RoomReader
@@ -101,6 +102,11 @@ class LiveServer:
         self.joins_limit = Limiter("joins", self.limits.joins)
         # Shared with REST (``POST /api/rooms`` takes it by dependency injection).
         self.rooms_limit = Limiter("new rooms", self.limits.rooms)
+        self.large_limit = Limiter("large packets", self.limits.large_packets)
+        # Packets are counted raw, before decoding, where the server lets us (engine_hooks).
+        self.gated = isinstance(sio, HookedSocketIO)
+        if isinstance(sio, HookedSocketIO):
+            sio.gate = self
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -116,10 +122,12 @@ class LiveServer:
         sio.on("*", self.unknown)
 
     def _counted(self, handler: Handler) -> Handler:
-        """Every packet takes a token from the connection's bucket before it is even parsed."""
+        """Every packet takes a token from the connection's bucket before it is parsed: at
+        the packet gate (``admit``) where the server has one, else here."""
 
         async def counted(sid: str, data: Any) -> Ack:
-            self.events_limit.check([sid])
+            if not self.gated:
+                self.events_limit.check([sid])
             return await handler(sid, data)
 
         counted.__name__ = handler.__name__
@@ -138,6 +146,22 @@ class LiveServer:
         ack = await self._catch_up(p.roomId, p.since)
         await self.announce(p.roomId)
         return ack
+
+    # -- the packet gate (``engine_hooks.PacketGate``): raw frames, before any decoding --
+
+    def admit(self, eio_sid: str, size: int) -> dict[str, Any] | None:
+        key = ("packets", eio_sid)
+        try:
+            self.events_limit.check([key])
+            if size > limits.LARGE_PACKET_BYTES:
+                self.large_limit.check([key])
+        except RateLimited as exc:
+            return refusal("packet", exc)
+        return None
+
+    def forget(self, eio_sid: str) -> None:
+        for limiter in (self.events_limit, self.large_limit):
+            limiter.forget(("packets", eio_sid))
 
     async def _may_enter(self, sid: str, room_id: str, token: str | None) -> None:
         """Refuse a join this socket may not make; a join that creates the room takes a
@@ -172,7 +196,7 @@ class LiveServer:
         return await self._catch_up(p.roomId, p.since)
 
     async def _catch_up(self, room_id: str, since: int | None) -> Ack:
-        cap = limits.CATCH_UP_MAX_BYTES
+        cap = self.limits.catch_up_bytes
         if since is not None and since >= 0:
             caught = await self.reader.catch_up(
                 room_id, since, limits.CATCH_UP_MAX_EVENTS, max_chars=cap
@@ -267,7 +291,8 @@ class LiveServer:
 
     async def unknown(self, event: str, sid: str, *_: Any) -> dict[str, Any]:
         try:
-            self.events_limit.check([sid])
+            if not self.gated:
+                self.events_limit.check([sid])
         except RateLimited as exc:
             return refusal("unknown", exc)
         name = event[:64] if isinstance(event, str) else type(event).__name__
