@@ -17,6 +17,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
+from tomchat.http import slow_clients
 from tomchat.http.api import RoomController, health
 from tomchat.http.features import Features, features
 from tomchat.http.guards import TOKEN_PARAMETERS, room_guard
@@ -64,6 +65,7 @@ def create_worker_app() -> Any:
     the command has migrated the database already."""
     settings = Settings.from_env()
     logs.configure(settings.log_format)
+    slow_clients.configure(settings.http_head_timeout_seconds, settings.http_body_timeout_seconds)
     return create_app(settings, migrate=False)
 
 

@@ -65,6 +65,9 @@ class Settings:
     # locks are gone before its lease runs out.
     db_lock_timeout_seconds: float = 2.0
     db_idle_in_transaction_seconds: float | None = None
+    # Reading a request (``http.slow_clients``): its whole head, and each piece of its body.
+    http_head_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
     host: str = "127.0.0.1"
     port: int = 8000
     media_dir: Path = Path("./data/media")
@@ -121,6 +124,12 @@ class Settings:
                 _seconds(env, "TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT", 1.0)
                 if opt("TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT")
                 else None
+            ),
+            http_head_timeout_seconds=_seconds(
+                env, "TOMCHAT_HTTP_HEAD_TIMEOUT", cls.http_head_timeout_seconds
+            ),
+            http_body_timeout_seconds=_seconds(
+                env, "TOMCHAT_HTTP_BODY_TIMEOUT", cls.http_body_timeout_seconds
             ),
             host=opt("TOMCHAT_HOST") or cls.host,
             port=_int(env, "TOMCHAT_PORT", cls.port),
