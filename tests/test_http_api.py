@@ -23,7 +23,7 @@ async def test_rooms(server: RunningServer) -> None:
         assert again.headers["content-type"] == "application/problem+json"
         auto = (await http.post("/api/rooms", json={"name": "Late night / talk"})).json()
         assert auto["id"].startswith("Late-night-talk-")
-        listed = {r["id"] for r in (await http.get("/api/rooms")).json()}
+        listed = {r["id"] for r in (await http.get("/api/rooms")).json()["rooms"]}
         assert {"books", auto["id"]} <= listed
         assert (await http.get("/api/rooms/books")).json()["version"] == 3
         missing = await http.get("/api/rooms/nope")

@@ -17,6 +17,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from tomchat import __version__, logs
 from tomchat.chat.access import install_log_redaction
 from tomchat.domain import limits
+from tomchat.http import slow_clients
 from tomchat.http.api import RoomController, health, me
 from tomchat.http.characters import CharacterController
 from tomchat.http.features import Features, features
@@ -67,6 +68,7 @@ def create_worker_app() -> Any:
     the command has migrated the database already."""
     settings = Settings.from_env()
     logs.configure(settings.log_format)
+    slow_clients.configure(settings.http_head_timeout_seconds, settings.http_body_timeout_seconds)
     return create_app(settings, migrate=False)
 
 
@@ -117,6 +119,10 @@ def dependencies(services: Services) -> dict[str, Provide]:
             trustedIdentity=bool(getattr(settings, "trusted_user_header", None)),
         )
 
+    # The room-creation budget, per address, shared with joinRoom (``live.server``).
+    provided["room_creations"] = Provide(
+        lambda: services.live.rooms_limit, use_cache=False, sync_to_thread=False
+    )
     provided["capabilities"] = Provide(provide_capabilities, use_cache=False, sync_to_thread=False)
     return provided
 

@@ -12,7 +12,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from tomchat.domain.errors import ConfigError
-from tomchat.domain.limits import LiveLimits
+from tomchat.domain.limits import LiveLimits, Rate
 from tomchat.store.recorders.base import SessionTimeouts
 
 __all__ = ["ConfigError", "Settings"]
@@ -41,6 +41,19 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _rate(env: dict[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1_000_000:
+        raise ConfigError(f"{name} must be above 0 and at most 1000000, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./data/tomchat.db"
@@ -53,6 +66,9 @@ class Settings:
     # locks are gone before its lease runs out.
     db_lock_timeout_seconds: float = 2.0
     db_idle_in_transaction_seconds: float | None = None
+    # Reading a request (``http.slow_clients``): its whole head, and each piece of its body.
+    http_head_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
     host: str = "127.0.0.1"
     port: int = 8000
     media_dir: Path = Path("./data/media")
@@ -113,6 +129,12 @@ class Settings:
                 if opt("TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT")
                 else None
             ),
+            http_head_timeout_seconds=_seconds(
+                env, "TOMCHAT_HTTP_HEAD_TIMEOUT", cls.http_head_timeout_seconds
+            ),
+            http_body_timeout_seconds=_seconds(
+                env, "TOMCHAT_HTTP_BODY_TIMEOUT", cls.http_body_timeout_seconds
+            ),
             host=opt("TOMCHAT_HOST") or cls.host,
             port=_int(env, "TOMCHAT_PORT", cls.port),
             media_dir=Path(opt("TOMCHAT_MEDIA_DIR") or cls.media_dir),
@@ -136,6 +158,11 @@ class Settings:
             trusted_user_header=opt("TOMCHAT_TRUSTED_USER_HEADER"),
             trusted_proxies=tuple((opt("TOMCHAT_TRUSTED_PROXIES") or "").replace(",", " ").split()),
         )
+        rooms_per_minute = _rate(env, "TOMCHAT_NEW_ROOMS_PER_MINUTE")
+        if rooms_per_minute is not None:
+            # A burst of twice the minute's worth: a class opening rooms at once fits.
+            rooms = Rate(burst=max(1.0, 2 * rooms_per_minute), per_second=rooms_per_minute / 60)
+            settings = replace(settings, live_limits=replace(settings.live_limits, rooms=rooms))
         known = {f.name for f in fields(cls)}
         bad = set(overrides) - known
         if bad:

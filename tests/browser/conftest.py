@@ -104,6 +104,8 @@ def _serve(home: Path, log_path: Path, **settings: str) -> Iterator[ServerProces
         TOMCHAT_MEDIA_DIR=str(home / "media"),
         TOMCHAT_DEMO_DELAY_MS=str(DEMO_DELAY_MS),
         TOMCHAT_LLM="demo",
+        # Every test opens rooms of its own, all from one address.
+        TOMCHAT_NEW_ROOMS_PER_MINUTE="100000",
         PYTHONUNBUFFERED="1",
     )
     env.update(settings)  # a test's own settings win (another model, voices)

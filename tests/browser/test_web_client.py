@@ -360,3 +360,36 @@ def test_replay_clock_follows_after_a_seek(people: PeopleFactory) -> None:
     shown, total = (time_label.text_content() or "").split(" / ")
     assert shown == total, f"finished, but the clock reads {shown} of {total}"
     assert not ann.errors, ann.errors
+
+
+def test_the_lobby_pages_through_every_room(people: PeopleFactory) -> None:
+    base = people("").base_url
+    made = []
+    for i in range(55):  # more than one page of the room list (50)
+        request = urllib.request.Request(
+            f"{base}/api/rooms",
+            data=json.dumps({"name": f"Paged room {i}"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            made.append(json.load(response)["id"])
+    ann = people("ann")
+    page = ann.page
+    page.goto(base)
+    items = page.get_by_test_id("room-item")
+    expect(items).to_have_count(50)
+    oldest = page.locator(f'[data-room-id="{made[0]}"]')
+    expect(oldest).to_have_count(0)  # the oldest of them is on a later page
+    more = page.get_by_test_id("more-rooms")
+    while more.count():
+        count = items.count()
+        more.click()
+        expect(items).not_to_have_count(count)
+    expect(oldest).to_have_count(1)
+    listed = set(
+        page.locator("[data-testid=room-item]").evaluate_all(
+            "els => els.map(e => e.dataset.roomId)"
+        )
+    )
+    assert set(made) <= listed
+    assert len(listed) == items.count(), "each room once"

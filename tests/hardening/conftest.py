@@ -20,6 +20,8 @@ GENEROUS = LiveLimits(
     voice=Rate(10_000, 10_000),
     joins=Rate(10_000, 10_000),
     events=Rate(100_000, 100_000),
+    rooms=Rate(10_000, 10_000),
+    large_packets=Rate(10_000, 10_000),
     waiting_messages=100_000,
 )
 

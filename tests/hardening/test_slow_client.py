@@ -118,7 +118,9 @@ async def small_buffers(tmp_path: Path) -> AsyncIterator[RunningServer]:
     """A server whose connections have small kernel send buffers (accepted sockets inherit
     the listening socket's), so a stalled reader backs up into the server's own queue after
     a few hundred KiB, not after the megabytes Linux would otherwise let it absorb."""
-    settings = make_settings(tmp_path, live_limits=replace(GENEROUS, send_buffer_bytes=LIMIT))
+    # A catch-up of all of it in one ack: past the default cap it would be a reset snapshot.
+    limits = replace(GENEROUS, send_buffer_bytes=LIMIT, catch_up_bytes=8 * 1024 * 1024)
+    settings = make_settings(tmp_path, live_limits=limits)
     app = create_app(settings)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

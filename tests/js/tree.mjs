@@ -69,6 +69,13 @@ const until = (predicate, ms = 20000) => new Promise((resolve, reject) => {
 const settled = (f) => () => Object.values(f.state.lines).every((l) => l.status !== "streaming");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Made over REST, so nobody joining hosts it: a member may delete only their own messages.
+const made = await fetch(`${url}/api/rooms`, {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ name: room, id: room }),
+});
+if (made.status !== 201) throw new Error(`POST /api/rooms: ${made.status}`);
 const a = follower("ann");
 const b = follower("bob");
 const joined = await a.join();

@@ -232,10 +232,15 @@ async def test_the_websocket_drops_undecodable_frames_and_can_be_aborted() -> No
     socket = _socket(sio)
     websocket = sio.eio._async["websocket"](socket._websocket_handler, sio.eio)
     assert getattr(socket, engine_hooks._WEBSOCKET) is websocket
-    transport = _Transport(["", "hello", "\x00", "4hi", b"\x04raw"])
+    # A MESSAGE whose payload is no Socket.IO packet is dropped before Engine.IO's decoder
+    # would run json.loads over all of it.
+    junk_json = "4[" + "1," * 10_000 + "1]"
+    transport = _Transport(["", "hello", "\x00", "4hi", junk_json, "4", "9x", "42[]", b"\x04raw"])
     websocket.asgi_receive, websocket.asgi_send = transport.receive, transport.send
-    assert await websocket.wait() == "4hi"
+    assert await websocket.wait() == "42[]"
     assert await websocket.wait() == b"\x04raw"
+    for frame in ("2probe", "3", "5", "6", "bAAE=", "40", "451-[]"):
+        assert engine_hooks._decodable(frame), frame
     await websocket.send("42[]")
     assert transport.sent == [{"type": "websocket.send", "bytes": None, "text": "42[]"}]
 
@@ -334,3 +339,62 @@ def test_the_refusals_are_acks_of_our_protocol() -> None:
         assert answer["ok"] is False
         assert json.loads(json.dumps(answer)) == answer
     assert HookedSocketIO(async_mode="asgi").refusal("not_an_event") is None
+
+
+class _Gate:
+    """A packet gate that lets ``allowed`` packets in, then refuses every other one."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        self.seen: list[tuple[str, int]] = []
+        self.forgotten: list[str] = []
+
+    def admit(self, eio_sid: str, size: int) -> Any | None:
+        self.seen.append((eio_sid, size))
+        if len(self.seen) <= self.allowed:
+            return None
+        return {"ok": False, "error": {"code": "rate_limited", "retryAfter": 1.5}}
+
+    def forget(self, eio_sid: str) -> None:
+        self.forgotten.append(eio_sid)
+
+
+async def test_the_packet_gate_sees_raw_packets_and_refuses_them_undecoded() -> None:
+    sio = _server()
+    socket = _socket(sio)
+    sio.environ["e1"] = {}
+    gate = _Gate(allowed=3)
+    sio.gate = gate
+    handled: list[Any] = []
+
+    @sio.on("ping")  # type: ignore[misc]
+    async def ping(sid: str, data: Any) -> Any:
+        handled.append(data)
+        return {"ok": True}
+
+    await sio._handle_eio_message("e1", "0")  # CONNECT: a packet too
+    _queued(socket)
+    await sio._handle_eio_message("e1", '21["ping",1]')
+    # A binary event let in: its attachment is part of it, not a packet of its own.
+    await sio._handle_eio_message("e1", '51-2["ping",{"_placeholder":true,"num":0}]')
+    await sio._handle_eio_message("e1", b"\x01")
+    assert handled == [1, b"\x01"]
+    assert gate.seen == [("e1", 1), ("e1", 12), ("e1", 42)]
+    _queued(socket)
+
+    refused = {"ok": False, "error": {"code": "rate_limited", "retryAfter": 1.5}}
+    # Refused from its head alone: the JSON after it is broken and never read.
+    await sio._handle_eio_message("e1", '23["ping",{"broken')
+    await sio._handle_eio_message("e1", '2/,4["ping",1]')  # a namespace, then the id
+    await sio._handle_eio_message("e1", '2["ping",1]')  # no ack asked: no answer
+    assert _acks(socket) == [(3, [refused]), (4, [refused])]
+    # A refused binary event: its attachments pass uncounted, then it is answered.
+    await sio._handle_eio_message("e1", '52-5["ping",{"_placeholder":true,"num":0}]')
+    await sio._handle_eio_message("e1", b"\x00" * 100)
+    assert _acks(socket) == []
+    await sio._handle_eio_message("e1", b"\x00" * 100)
+    assert _acks(socket) == [(5, [refused])]
+    assert len(gate.seen) == 7, "attachments of a refused event are not packets"
+    assert handled == [1, b"\x01"]
+    await sio._handle_eio_disconnect("e1", sio.reason.CLIENT_DISCONNECT)
+    assert gate.forgotten == ["e1"]

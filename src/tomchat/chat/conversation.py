@@ -27,6 +27,7 @@ from tomchat.chat.reply_run import Replier, ReplyRun
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Bus, LocalBus, ProcessIdentity, Signal
 from tomchat.domain.character import Character
+from tomchat.domain.errors import TomchatError
 from tomchat.domain.events import (
     CastMember,
     Event,
@@ -52,7 +53,7 @@ from tomchat.wire.incoming import PayloadError
 log = logging.getLogger(__name__)
 
 
-class AlternativeRefused(Exception):
+class AlternativeRefused(TomchatError):
     """A regeneration the reply loop could not start (``chat.tree`` says why to the client)."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -254,7 +254,9 @@ async def render(
     writer = formatter(fmt, summary, media_base, media_token)
     yield writer.start().encode()
     async for rows in pages:
-        yield writer.page(rows).encode()
+        piece = writer.page(rows).encode()
+        del rows  # a reader that stalls on this piece pins its bytes, not its rows too
+        yield piece
     yield writer.end().encode()
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
@@ -23,6 +25,8 @@ from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
 from tomchat.http.guards import HOST_TOKEN_HEADER
+from tomchat.http.memory import returning_memory
+from tomchat.live.ratelimit import Limiter
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomInfo, RoomReader
@@ -80,6 +84,11 @@ class Room(msgspec.Struct):
     usage: TokenUsage | None = None
     cast: list[CastMemberOut] = msgspec.field(default_factory=list)
     replyMode: str = "single"
+
+
+class RoomPage(msgspec.Struct):
+    rooms: list[Room]
+    next: str | None  # the cursor of the next page; None on the last
 
 
 class CreatedRoom(Room):
@@ -174,27 +183,36 @@ class RoomController(Controller):
     async def list_rooms(
         self,
         reader: NamedDependency[RoomReader],
-        access: NamedDependency[RoomAccess],
         presence: NamedDependency[Presence],
-    ) -> list[Room]:
-        rooms = await reader.rooms()
-        # Private rooms are invite-only: they are not listed.
-        hidden = await access.private_ids([info.id for info in rooms])
-        listed = [info for info in rooms if info.id not in hidden]
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=200, description="`next` of the previous page"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=limits.MAX_ROOMS_PAGE)] = limits.ROOMS_PAGE,
+    ) -> RoomPage:
+        """Public rooms, most recently active first, a page at a time; private rooms are
+        invite-only and never listed."""
+        listed, last = await reader.rooms_page(limit, _from_cursor(cursor))
         # Connections of every process when scaled out (cluster.presence.SharedPresence).
         counts = await presence.counts([info.id for info in listed])
-        return [_room(info, counts.get(info.id, 0)) for info in listed]
+        rooms = [_room(info, counts.get(info.id, 0)) for info in listed]
+        return RoomPage(rooms=rooms, next=_to_cursor(last) if last else None)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_room(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[NewRoom],
+        room_creations: NamedDependency[Limiter],
         reader: NamedDependency[RoomReader],
         access: NamedDependency[RoomAccess],
         conversation: NamedDependency[Conversation],
         presence: NamedDependency[Presence],
         people: NamedDependency[People],
     ) -> CreatedRoom:
+        # Every attempt counts, taken ones too: a refused id costs what a new one does.
+        address = request.client.host if request.client else "unknown"
+        await room_creations.check([f"address:{address}", f"address:{address}"])
         room_id = data.id or _slug(data.name)
         token: str | None = None
         cast = await conversation.resolve_cast(data.cast) if data.cast is not None else None
@@ -204,6 +222,8 @@ class RoomController(Controller):
                 conversation, room_id, data.name, cast=cast, reply_mode=mode
             )
             created = token is not None
+        elif await access.digest_of(room_id) is not None:
+            created = False  # a private room's id (or a deleted one's) never turns public
         else:
             created = await conversation.ensure_room(room_id, data.name, cast=cast, reply_mode=mode)
         if not created:
@@ -298,9 +318,14 @@ class RoomController(Controller):
             raise NotFoundException(f"no room {room_id!r}")
         if request.accept.best_match(["application/json", NDJSON]) == NDJSON:
             upto = info.version if limit is None else min(info.version, after + limit)
-            pages = TranscriptReader(db).event_pages(room_id, after, upto=upto)
+            # Small pages: a client that stops reading pins one page and its bytes.
+            pages = TranscriptReader(db).event_pages(room_id, after, upto=upto, page_size=200)
             # Litestar prefers the handler's JSON media type to the Stream's: say it outright.
-            return Stream(_ndjson(pages), media_type=NDJSON, headers={"Content-Type": NDJSON})
+            return Stream(
+                returning_memory(_ndjson(pages)),
+                media_type=NDJSON,
+                headers={"Content-Type": NDJSON},
+            )
         size = limit or 1000
         found = await store.read_stream(room_id, after, size + 1)
         more = len(found) > size
@@ -314,7 +339,29 @@ class RoomController(Controller):
 
 async def _ndjson(pages: AsyncIterable[list[RecordedEvent]]) -> AsyncIterator[bytes]:
     async for page in pages:
-        yield b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
+        piece = b"".join(_json.encode(wire.raw_event(e)) + b"\n" for e in page)
+        del page  # a reader that stalls on this piece pins its bytes, not its events too
+        yield piece
+
+
+def _to_cursor(key: tuple[datetime, str]) -> str:
+    # Opaque to clients: what it holds may change without a change of the API.
+    raw = _json.encode([key[0].isoformat(), key[1]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _from_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, room_id = msgspec.json.decode(raw, type=tuple[str, str])
+        key = (datetime.fromisoformat(at), room_id)
+    except (ValueError, msgspec.DecodeError):
+        raise ValidationException("cursor is not one this server gave") from None
+    if key[0].tzinfo is None or not re.match(limits.ROOM_ID_STRICT, room_id):
+        raise ValidationException("cursor is not one this server gave")
+    return key
 
 
 def _slug(name: str) -> str:

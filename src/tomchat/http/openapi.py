@@ -128,6 +128,6 @@ def document_problems(openapi: OpenAPI) -> None:
                 responses[status] = _problem(description or "a problem")
         responses.setdefault(
             "default",
-            _problem("any other error: 404 for a missing (or private) room, 409, 500, 503"),
+            _problem("any other error: 404 for a missing (or private) room, 409, 429, 500, 503"),
         )
         operation.responses = responses

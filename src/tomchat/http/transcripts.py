@@ -14,9 +14,10 @@ from tomchat.chat.access import RoomAccess
 from tomchat.chat.export import FILE_KINDS, Format, content_disposition, render
 from tomchat.http.api import RoomIdParam
 from tomchat.http.guards import token_of
+from tomchat.http.memory import returning_memory
 from tomchat.http.replay import replay
 from tomchat.store.database import Database
-from tomchat.store.transcripts import Bound, Span, TranscriptReader, parse_bound
+from tomchat.store.transcripts import STREAM_PAGE, Bound, Span, TranscriptReader, parse_bound
 
 BOUND_HELP = (
     "a room version (messages that began at or after / at or before it) or an ISO 8601 time "
@@ -60,7 +61,15 @@ async def transcript(
     # checked it), so the saved file plays for whoever holds the invite.
     token = token_of(request) if await access.digest_of(room_id) is not None else None
     return Stream(
-        render(format_, summary, reader.message_pages(summary), str(request.base_url), token),
+        returning_memory(
+            render(
+                format_,
+                summary,
+                reader.message_pages(summary, STREAM_PAGE),
+                str(request.base_url),
+                token,
+            )
+        ),
         media_type=FILE_KINDS[format_].media_type,
         headers={
             # As given: Litestar would append a second charset to a text/* media type.

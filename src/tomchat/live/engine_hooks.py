@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import engineio
 import engineio.packet
@@ -227,11 +228,22 @@ class HookedEngineIO(engineio.AsyncServer):  # type: ignore[misc]
 
 
 def _decodable(frame: Any) -> bool:
-    try:
-        decoded = engineio.packet.Packet(encoded_packet=frame)
-    except (ValueError, TypeError, IndexError):
+    """Whether Engine.IO can take ``frame``, judged by its first bytes alone.
+
+    Engine.IO's decoder runs ``json.loads`` over a text packet's whole payload unless it
+    starts with a digit, as every Socket.IO packet does; a MESSAGE whose payload does not
+    is no packet of ours, so it is dropped here before anything parses it.
+    """
+    if isinstance(frame, bytes | bytearray):
+        return True  # a binary attachment (empty ones too): Engine.IO takes it as it is
+    if not isinstance(frame, str) or not frame:
         return False
-    return bool(0 <= decoded.packet_type < len(engineio.packet.packet_names))
+    kind = frame[0]
+    if kind == "b":  # base64 binary (polling clients)
+        return True
+    if not ("0" <= kind < str(len(engineio.packet.packet_names))):
+        return False
+    return not (int(kind) == engineio.packet.MESSAGE and not frame[1:2].isdigit())
 
 
 def _tolerant(websocket_class: Any) -> Any:
@@ -305,6 +317,23 @@ class _Skipping:
     remaining: int
     namespace: str
     id: Any
+    answer: Any = None  # the ack for the skipped event; None: ``refusal(...)``
+
+
+class PacketGate(Protocol):
+    """Asked about each incoming packet while it is still raw text or bytes, before any
+    JSON is decoded: cheap enough for a flood."""
+
+    def admit(self, eio_sid: str, size: int) -> Any | None:
+        """None lets the packet in; anything else refuses it undecoded, and is the ack it
+        gets if it asked for one."""
+
+    def forget(self, eio_sid: str) -> None:
+        """The connection is gone: drop what was kept for it."""
+
+
+# A Socket.IO packet's head: type, attachment count of a binary one, namespace, ack id.
+_HEAD = re.compile(r"([0-6])(?:(\d{1,6})-)?(?:(/[^,]{0,200}),)?(\d{1,18})?")
 
 
 class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
@@ -318,7 +347,12 @@ class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
     - an event that is unnamed, or named after a lifecycle event (``connect``,
       ``disconnect``), is refused instead of running that handler on the sender's socket.
 
-    A refused event that asked for an acknowledgement gets ``refusal(reason)`` as its answer.
+    - with a ``gate`` set, each packet (not the attachments of one let in) is put to it
+      while still raw, before Socket.IO decodes any JSON: a refused one is answered from
+      its head alone (its ack id), its attachments skipped uncounted.
+
+    A refused event that asked for an acknowledgement gets ``refusal(reason)`` as its answer
+    (or the gate's).
     """
 
     max_attachments = 4
@@ -328,6 +362,7 @@ class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
     ) -> None:
         self._engine = engine  # read by _engineio_server_class, inside super().__init__
         self._skipping: dict[str, _Skipping] = {}
+        self.gate: PacketGate | None = None
         super().__init__(*args, **kwargs)
 
     def refusal(self, reason: Refusal) -> Any:
@@ -342,6 +377,12 @@ class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
         if skipping is not None and isinstance(data, bytes):
             await self._skip_attachment(eio_sid, skipping)
             return
+        collecting = isinstance(data, bytes) and eio_sid in self._binary_packet
+        if self.gate is not None and not collecting and isinstance(data, str | bytes):
+            answer = self.gate.admit(eio_sid, len(data))
+            if answer is not None:
+                await self._refuse_raw(eio_sid, data, answer)
+                return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except Exception as exc:
@@ -360,15 +401,34 @@ class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
                 pending.id,
             )
 
+    async def _refuse_raw(self, eio_sid: str, data: str | bytes, answer: Any) -> None:
+        """Refuse a packet the gate turned away, reading no more of it than its head: the
+        ack id it asked with, and how many attachments will follow (passed uncounted)."""
+        head = _HEAD.match(data[:256]) if isinstance(data, str) else None
+        if head is None or head.group(1) not in ("2", "5"):
+            return  # not an event (or binary junk): nothing to answer
+        namespace, ack_id = head.group(3) or "/", head.group(4)
+        attachments = int(head.group(2) or 0) if head.group(1) == "5" else 0
+        id = int(ack_id) if ack_id is not None else None
+        if attachments > 0:
+            self._skipping[eio_sid] = _Skipping(attachments, namespace, id, answer)
+            return
+        await self._answer(eio_sid, namespace, id, answer)
+
     async def _skip_attachment(self, eio_sid: str, skipping: _Skipping) -> None:
         skipping.remaining -= 1
         if skipping.remaining > 0:
             return
         del self._skipping[eio_sid]
+        if skipping.answer is not None:
+            await self._answer(eio_sid, skipping.namespace, skipping.id, skipping.answer)
+            return
         await self._refuse(eio_sid, skipping.namespace, skipping.id, "too_many_attachments")
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._skipping.pop(eio_sid, None)
+        if self.gate is not None:
+            self.gate.forget(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
@@ -379,7 +439,9 @@ class HookedSocketIO(socketio.AsyncServer):  # type: ignore[misc]
         await self._refuse(eio_sid, namespace or "/", id, "not_an_event")
 
     async def _refuse(self, eio_sid: str, namespace: str, id: Any, reason: Refusal) -> None:
-        answer = self.refusal(reason)
+        await self._answer(eio_sid, namespace, id, self.refusal(reason))
+
+    async def _answer(self, eio_sid: str, namespace: str, id: Any, answer: Any) -> None:
         if (
             answer is not None
             and id is not None

@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import MemoryStorage as SyncMemoryStorage
+from limits.strategies import MovingWindowRateLimiter as SyncMovingWindowRateLimiter
 
 # RateLimited lives with the other errors, so the error table (wire.errors) needs no edge.
 from tomchat.domain.errors import RateLimited
 from tomchat.domain.limits import Rate
 
-__all__ = ["Limiter", "RateLimitStores", "RateLimited", "window"]
+__all__ = ["Limiter", "PacketLimiter", "RateLimitStores", "RateLimited", "window"]
 
 
 class RateLimitStores:
@@ -92,3 +94,22 @@ class Limiter:
 
     async def forget(self, connection: str) -> None:
         await self._local.clear(self.item, "connection", connection)
+
+
+class PacketLimiter:
+    """One connection's limit, checked synchronously: the packet gate runs on raw frames
+    inside engine.io's receive path (``engine_hooks``), which cannot await. A connection
+    lives on one process, so its window is in this process's memory."""
+
+    def __init__(self, what: str, rate: Rate) -> None:
+        self.what = what
+        self.item = window(what, rate)
+        self._limiter = SyncMovingWindowRateLimiter(SyncMemoryStorage())
+
+    def check(self, connection: str) -> None:
+        if not self._limiter.hit(self.item, "packets", connection):
+            stats = self._limiter.get_window_stats(self.item, "packets", connection)
+            raise RateLimited(self.what, max(0.1, stats.reset_time - time.time()))
+
+    def forget(self, connection: str) -> None:
+        self._limiter.clear(self.item, "packets", connection)

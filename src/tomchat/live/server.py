@@ -21,7 +21,8 @@ from tomchat.cluster.presence import Presence
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent, RoomCastChanged
 from tomchat.domain.limits import LiveLimits
-from tomchat.live.ratelimit import Limiter, RateLimited, RateLimitStores
+from tomchat.live.engine_hooks import HookedSocketIO
+from tomchat.live.ratelimit import Limiter, PacketLimiter, RateLimited, RateLimitStores
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.rooms import RoomReader
 from tomchat.wire import outgoing as wire
@@ -138,6 +139,15 @@ class LiveServer:
         self.typing_limit = Limiter("typing", self.limits.typing, stores)
         # Who may change the cast: the room's host (this server's own is_host, unless given).
         self.roles: RoomRoles = roles or self
+        # Shared with REST (``POST /api/rooms`` takes it by dependency injection).
+        self.rooms_limit = Limiter("new rooms", self.limits.rooms, stores)
+        # Packets are counted raw, before decoding, where the server lets us (engine_hooks):
+        # synchronously, in this process's memory (a connection lives on one process).
+        self.packet_limit = PacketLimiter("requests", self.limits.events)
+        self.large_limit = PacketLimiter("large packets", self.limits.large_packets)
+        self.gated = isinstance(sio, HookedSocketIO)
+        if isinstance(sio, HookedSocketIO):
+            sio.gate = self
         handlers: dict[str, Handler] = {
             "joinRoom": self.join_room,
             "sendMessage": self.send_message,
@@ -162,10 +172,12 @@ class LiveServer:
         sio.on("*", self.unknown)
 
     def _counted(self, handler: Handler) -> Handler:
-        """Every packet takes a token from the connection's bucket before it is even parsed."""
+        """Every packet takes a token from the connection's bucket before it is parsed: at
+        the packet gate (``admit``) where the server has one, else here."""
 
         async def counted(sid: str, data: Any) -> Ack:
-            await self.events_limit.check([sid])
+            if not self.gated:
+                await self.events_limit.check([sid])
             return await handler(sid, data)
 
         counted.__name__ = handler.__name__
@@ -177,10 +189,7 @@ class LiveServer:
         proxied = self._proxy_users.get(sid)
         username = proxied or without_format_characters(p.username).strip()
         await self.joins_limit.check([sid, username])
-        if not await self.access.allows(p.roomId, p.token):
-            raise PayloadError(
-                "forbidden", f"room {p.roomId!r} is private: join with its invite token"
-            )
+        await self._may_enter(sid, p.roomId, p.token)
         # A character's name is refused before a room is made for it.
         await self.people.check_name(p.roomId, username)
         created = await self.conversation.ensure_room(p.roomId)
@@ -277,6 +286,44 @@ class LiveServer:
             reply_mode=event.reply_mode,
         )
 
+    # -- the packet gate (``engine_hooks.PacketGate``): raw frames, before any decoding --
+
+    def admit(self, eio_sid: str, size: int) -> dict[str, Any] | None:
+        try:
+            self.packet_limit.check(eio_sid)
+            if size > limits.LARGE_PACKET_BYTES:
+                self.large_limit.check(eio_sid)
+        except RateLimited as exc:
+            return refusal("packet", exc)
+        return None
+
+    def forget(self, eio_sid: str) -> None:
+        self.packet_limit.forget(eio_sid)
+        self.large_limit.forget(eio_sid)
+
+    async def _may_enter(self, sid: str, room_id: str, token: str | None) -> None:
+        """Refuse a join this socket may not make; a join that creates the room takes a
+        token of the room-creation budget (this connection's and its address's).
+
+        A private room's id (or a deleted one's: its access row stays) without its token, and
+        an unknown id joined with an invite token, get one and the same answer: whether an id
+        is private cannot be probed, and no private id is ever turned into a public room.
+        """
+        private = await self.access.digest_of(room_id) is not None
+        if private and await self.access.allows(room_id, token):
+            return
+        exists = await self.reader.room(room_id) is not None
+        if private or (not exists and token):
+            raise PayloadError("not_found", f"no room {room_id!r} to join with this link")
+        if not exists:
+            await self.rooms_limit.check([sid, f"address:{self.address(sid)}"])
+
+    def address(self, sid: str) -> str:
+        """The peer's IP address (the TCP peer: a proxy's, behind one)."""
+        environ = self.sio.get_environ(sid) or {}
+        client = (environ.get("asgi.scope") or {}).get("client")
+        return str(client[0]) if client else "unknown"
+
     async def resync(self, sid: str, data: Any) -> Ack:
         p = parse(Resync, data)
         username = self.presence.username(sid, p.roomId)
@@ -287,27 +334,45 @@ class LiveServer:
         return await self._catch_up(p.roomId, p.since)
 
     async def _catch_up(self, room_id: str, since: int | None) -> Ack:
+        cap = self.limits.catch_up_bytes
         if since is not None and since >= 0:
-            caught = await self.reader.catch_up(room_id, since, limits.CATCH_UP_MAX_EVENTS)
+            caught = await self.reader.catch_up(
+                room_id, since, limits.CATCH_UP_MAX_EVENTS, max_chars=cap
+            )
             if caught is not None and since <= caught.version:
-                metrics.CATCH_UP_EVENTS.observe(len(caught.events))
-                return CatchUpAck(
+                ack = CatchUpAck(
                     ok=True,
                     room_id=room_id,
                     version=caught.version,
                     events=[wire.raw_event(e) for e in caught.events],
                 )
+                # Counted in characters above; here in the bytes of the packet itself.
+                if payloads.wire_size(ack) <= cap:
+                    metrics.CATCH_UP_EVENTS.observe(len(caught.events))
+                    return ack
         snapshot = await self.reader.snapshot(room_id, limits.SNAPSHOT_PAGE)
         metrics.CATCH_UP_EVENTS.observe(len(snapshot.messages))
-        return SnapshotAck(
+        empty = SnapshotAck(
             ok=True,
             room_id=room_id,
             version=snapshot.version,
-            messages=wire.messages(snapshot.messages),
+            messages=[],
             streaming=[wire.streaming(s) for s in snapshot.streaming],
             has_more=snapshot.has_more,
-            # Too far behind (or ahead of) the log: start over.
+            # Too far behind (or ahead of) the log, or too much to send: start over.
             reset=True if since is not None else UNSET,
+        )
+        # The newest messages that fit in the cap; older ones are a page away over REST.
+        room = cap - payloads.wire_size(empty)
+        kept: list[payloads.Message] = []
+        for message in reversed(wire.messages(snapshot.messages)):
+            room -= payloads.wire_size(message) + 1  # and its comma
+            if room < 0:
+                break
+            kept.append(message)
+        trimmed = len(kept) < len(snapshot.messages)
+        return msgspec.structs.replace(
+            empty, messages=kept[::-1], has_more=snapshot.has_more or trimmed
         )
 
     async def send_message(self, sid: str, data: Any) -> Ack:
@@ -423,6 +488,7 @@ class LiveServer:
             self.voice_limit,
             self.joins_limit,
             self.typing_limit,
+            self.rooms_limit,
         ):
             await limiter.forget(sid)
         for room_id in await self.presence.drop(sid):
@@ -430,7 +496,8 @@ class LiveServer:
 
     async def unknown(self, event: str, sid: str, *_: Any) -> dict[str, Any]:
         try:
-            await self.events_limit.check([sid])
+            if not self.gated:
+                await self.events_limit.check([sid])
         except RateLimited as exc:
             return refusal("unknown", exc)
         name = event[:64] if isinstance(event, str) else type(event).__name__

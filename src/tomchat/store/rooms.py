@@ -24,7 +24,7 @@ from tomchat.domain.events import (
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
 from tomchat.store.reads import head_of, read_events
-from tomchat.store.schema import events, messages, reply_leases, streams
+from tomchat.store.schema import events, messages, reply_leases, room_access, streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,35 @@ class RoomReader:
         async with self.db.snapshot() as conn:
             return [_room(row) for row in await conn.execute(query)]
 
+    async def rooms_page(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> tuple[list[RoomInfo], tuple[datetime, str] | None]:
+        """Public rooms, most recently active first, ``limit`` at a time, after the key
+        ``(updated_at, room_id)`` of the previous page's last room; and this page's key for
+        the next one (None on the last page).
+
+        Keyset paging: each page costs the same however deep it is. A room written while a
+        client pages moves to the first page, so it may be seen twice or on the first page
+        only, never lost for good. Private rooms are left out here, so pages come full.
+        """
+        s = streams
+        query = (
+            select(s)
+            .where(s.c.version > 0, ~exists().where(room_access.c.room_id == s.c.room_id))
+            .order_by(s.c.updated_at.desc(), s.c.room_id)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            at, room_id = after
+            query = query.where(
+                or_(s.c.updated_at < at, and_(s.c.updated_at == at, s.c.room_id > room_id))
+            )
+        async with self.db.snapshot() as conn:
+            rows = [_room(row) for row in await conn.execute(query)]
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return page, (last.updated_at, last.id) if last and last.updated_at else None
+
     async def snapshot(self, room_id: str, page: int) -> Snapshot:
         """The room at one version H: its last page of messages and its replies in flight."""
         async with self.db.snapshot() as conn:
@@ -118,12 +147,22 @@ class RoomReader:
                 streaming.append(StreamingReply(row, await _text_so_far(conn, row, head)))
         return Snapshot(head, rows, streaming, has_more)
 
-    async def catch_up(self, room_id: str, since: int, max_events: int) -> CatchUp | None:
-        """The events after ``since``, or None when the client is too far behind for that."""
+    async def catch_up(
+        self, room_id: str, since: int, max_events: int, max_chars: int | None = None
+    ) -> CatchUp | None:
+        """The events after ``since``, or None when the client is too far behind for that:
+        more than ``max_events`` events, or (if given) more than ``max_chars`` characters of
+        stored event data, counted in the database before a single event is read."""
         async with self.db.snapshot() as conn:
             head = await head_of(conn, room_id) or 0
             if head - since > max_events:
                 return None
+            if max_chars is not None and head > since:
+                stored = select(func.coalesce(func.sum(func.length(events.c.data)), 0)).where(
+                    events.c.room_id == room_id, events.c.version > since, events.c.version <= head
+                )
+                if int((await conn.execute(stored)).scalar_one()) > max_chars:
+                    return None
             return CatchUp(head, await read_events(conn, room_id, since, upto=head))
 
     async def page(

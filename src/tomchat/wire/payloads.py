@@ -374,6 +374,25 @@ def to_wire(payload: msgspec.Struct) -> dict[str, Any]:
     return cast(dict[str, Any], msgspec.to_builtins(payload))
 
 
+_encoder = msgspec.json.Encoder()
+_ASCII, _NOT_LEAD, _NOT_ASTRAL = bytes(range(0x80)), bytes(range(0xC0)), bytes(range(0xF0))
+
+
+def wire_size(payload: msgspec.Struct) -> int:
+    """The bytes ``payload`` takes as JSON in a Socket.IO packet.
+
+    python-socketio writes JSON with every non-ASCII character escaped: ``\\uXXXX`` (six
+    bytes) for one of the BMP, two of those for one beyond. Counted from msgspec's UTF-8 by
+    byte class: each lead byte starts a character (six bytes), a 4-byte one's lead byte
+    (0xF0-0xF7) six more; continuation bytes take nothing.
+    """
+    encoded = _encoder.encode(payload)
+    non_ascii = len(encoded.translate(None, _ASCII))
+    leads = len(encoded.translate(None, _NOT_LEAD))
+    astral = len(encoded.translate(None, _NOT_ASTRAL))
+    return len(encoded) - non_ascii + 6 * leads + 6 * astral
+
+
 def error(code: str, message: str, *, retry_after: float | None = None) -> ErrorAck:
     body = ErrorBody(
         code=code, message=message, retry_after=UNSET if retry_after is None else retry_after

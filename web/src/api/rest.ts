@@ -37,9 +37,18 @@ async function request<T>(
 
 const roomUrl = (roomId: string) => `/api/rooms/${encodeURIComponent(roomId)}`;
 
-export function listRooms(): Promise<RoomSummary[]> {
-  return request<RoomSummary[] | { rooms: RoomSummary[] }>("/api/rooms").then((body) =>
-    Array.isArray(body) ? body : body.rooms,
+/** One page of the public rooms, most recently active first; `next` is the cursor of the
+ * page after it (null on the last). */
+export interface RoomsPage {
+  rooms: RoomSummary[];
+  next: string | null;
+}
+
+export function listRooms(cursor?: string | null): Promise<RoomsPage> {
+  const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+  return request<RoomSummary[] | { rooms: RoomSummary[]; next?: string | null }>(`/api/rooms${query}`).then(
+    (body) =>
+      Array.isArray(body) ? { rooms: body, next: null } : { rooms: body.rooms, next: body.next ?? null },
   );
 }
 

@@ -1,4 +1,4 @@
-import { type FormEvent, useCallback, useEffect, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useRef, useState } from "react";
 import type { RoomSummary } from "../api/protocol";
 import { createRoom, listRooms, roomExists } from "../api/rest";
 import { forgetRoom, type MyRoom, myRooms, rememberRoom } from "../lib/identity";
@@ -12,17 +12,43 @@ import { ThemeToggle } from "./ThemeToggle";
 const REFRESH_MS = 10_000;
 
 export function LobbyPage() {
+  // The first page is refreshed; the pages after it stay as loaded ("More rooms").
   const [rooms, setRooms] = useState<RoomSummary[] | null>(null);
+  const [later, setLater] = useState<RoomSummary[]>([]);
+  const [next, setNext] = useState<string | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
   const [loadError, setLoadError] = useState<string | null>(null);
+  const pagedOn = useRef(false);
 
   const refresh = useCallback(async () => {
     try {
-      setRooms(await listRooms());
+      const page = await listRooms();
+      setRooms(page.rooms);
+      if (!pagedOn.current) setNext(page.next);
       setLoadError(null);
     } catch (e) {
       setLoadError(e instanceof Error ? e.message : String(e));
     }
   }, []);
+
+  const loadMore = async () => {
+    if (!next) return;
+    setLoadingMore(true);
+    try {
+      const page = await listRooms(next);
+      pagedOn.current = true;
+      setLater((had) => [...had, ...page.rooms]);
+      setNext(page.next);
+      setLoadError(null);
+    } catch (e) {
+      setLoadError(e instanceof Error ? e.message : String(e));
+    } finally {
+      setLoadingMore(false);
+    }
+  };
+
+  // A room active since its page was loaded shows once, where the newest copy puts it.
+  const shown = rooms === null ? null : dedupe([...rooms, ...later]);
 
   useEffect(() => {
     void refresh();
@@ -53,8 +79,18 @@ export function LobbyPage() {
           <h2>Rooms</h2>
           {loadError && <p className="error">Could not load the rooms: {loadError}</p>}
           {rooms === null && !loadError && <p className="muted">Loading…</p>}
-          {rooms?.length === 0 && <p className="muted">No rooms yet. Create the first one.</p>}
-          {rooms && rooms.length > 0 && <RoomList rooms={rooms} />}
+          {shown?.length === 0 && <p className="muted">No rooms yet. Create the first one.</p>}
+          {shown && shown.length > 0 && <RoomList rooms={shown} />}
+          {next && (
+            <button
+              type="button"
+              data-testid="more-rooms"
+              disabled={loadingMore}
+              onClick={() => void loadMore()}
+            >
+              {loadingMore ? "Loading…" : "More rooms"}
+            </button>
+          )}
         </section>
 
         <aside className="lobby-side">
@@ -65,6 +101,15 @@ export function LobbyPage() {
       </div>
     </main>
   );
+}
+
+function dedupe(rooms: RoomSummary[]): RoomSummary[] {
+  const seen = new Set<string>();
+  return rooms.filter((room) => {
+    if (seen.has(room.id)) return false;
+    seen.add(room.id);
+    return true;
+  });
 }
 
 function RoomList({ rooms }: { rooms: RoomSummary[] }) {
