@@ -66,10 +66,16 @@ def request_events(i: int) -> list[Event]:
 ARMED = False  # pauses only once the writer has committed a good many requests
 
 
+# Statements a batch runs after its events are written and before it commits: SQLite sets
+# the heads last; PostgreSQL writes events and heads in one asyncpg statement, then the
+# messages projection through SQLAlchemy (every request here posts a message).
+MID_BATCH = ("UPDATE STREAMS SET VERSION", "INSERT INTO MESSAGES")
+
+
 def pause(statement: str, probability: float) -> None:
     if (
         ARMED
-        and statement.lstrip().upper().startswith("UPDATE STREAMS SET VERSION")
+        and statement.lstrip().upper().startswith(MID_BATCH)
         and random.random() < probability
     ):
         print("MIDBATCH", flush=True)
