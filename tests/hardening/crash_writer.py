@@ -73,11 +73,7 @@ MID_BATCH = ("UPDATE STREAMS SET VERSION", "INSERT INTO MESSAGES")
 
 
 def pause(statement: str, probability: float) -> None:
-    if (
-        ARMED
-        and statement.lstrip().upper().startswith(MID_BATCH)
-        and random.random() < probability
-    ):
+    if ARMED and statement.lstrip().upper().startswith(MID_BATCH) and random.random() < probability:
         print("MIDBATCH", flush=True)
         time.sleep(120)  # inside the transaction: the parent kills us here
 
