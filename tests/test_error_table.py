@@ -60,7 +60,7 @@ def test_classes_keep_the_library_bases_callers_catch() -> None:
     assert issubclass(MediaNotFound, LookupError)
     assert issubclass(ConcurrencyError, AppendConflict)
     # Old import paths still work for code and scripts that use them.
-    from tomchat.live.ratelimit import RateLimited as from_live
+    from tomchat.cluster.ratelimit import RateLimited as from_live
     from tomchat.settings import ConfigError as from_settings
 
     assert from_settings is ConfigError and from_live is RateLimited

@@ -127,6 +127,13 @@ def dependencies(services: Services) -> dict[str, Provide]:
     return provided
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``tomchat serve`` passes to uvicorn beyond host and port: the HTTP protocol
+    that times out half-sent request heads and stalled bodies (``http.slow_clients``)."""
+    slow_clients.configure(settings.http_head_timeout_seconds, settings.http_body_timeout_seconds)
+    return slow_clients.uvicorn_options()
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> TomchatApp:
     """The whole tomchat ASGI application for these settings."""
     settings = settings or Settings.from_env()

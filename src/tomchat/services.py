@@ -20,9 +20,9 @@ from tomchat.chat.tree import Tree
 from tomchat.chat.voice import Voice
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence, SharedPresence
+from tomchat.cluster.ratelimit import RateLimitStores
 from tomchat.domain.character import MIA, Character
 from tomchat.live.publisher import Publisher
-from tomchat.live.ratelimit import RateLimitStores
 from tomchat.live.server import LiveServer
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.media.files import MediaStore

@@ -24,8 +24,8 @@ from tests.hardening.conftest import (
 )
 from tests.support.polling import eventually
 from tests.support.settings import make_settings
+from tomchat.cluster.ratelimit import Limiter, RateLimited, RateLimitStores
 from tomchat.domain.limits import Rate
-from tomchat.live.ratelimit import Limiter, RateLimited, RateLimitStores
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -109,8 +109,7 @@ def _metrics_folder() -> Iterator[None]:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from tomchat.app import create_app
-    from tomchat.http import slow_clients
+    from tomchat.app import create_app, uvicorn_options
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings.from_env(**overrides)
@@ -136,12 +135,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         logging.getLogger("tomchat").info(serving)  # every line of output is JSON
     else:
         print(serving, flush=True)
-    slow_clients.configure(settings.http_head_timeout_seconds, settings.http_body_timeout_seconds)
     if workers == 1:
         app = create_app(settings, migrate=False)
         config = uvicorn.Config(
             app,
-            **slow_clients.uvicorn_options(),
+            **uvicorn_options(settings),
             lifespan="on",
             log_level="info",
             log_config=logs.uvicorn_log_config(settings.log_format),
@@ -158,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "tomchat.app:create_worker_app",
         factory=True,
         workers=workers,
-        **slow_clients.uvicorn_options(),
+        **uvicorn_options(settings),
         lifespan="on",
         log_level="info",
         log_config=logs.uvicorn_log_config(settings.log_format),

@@ -22,11 +22,11 @@ from tomchat.chat.conversation import Conversation
 from tomchat.chat.identity import People, TrustedProxy
 from tomchat.cluster.bus import Cluster
 from tomchat.cluster.presence import Presence
+from tomchat.cluster.ratelimit import Limiter
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent
 from tomchat.http.guards import HOST_TOKEN_HEADER
 from tomchat.http.memory import returning_memory
-from tomchat.live.ratelimit import Limiter
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.rooms import RoomInfo, RoomReader

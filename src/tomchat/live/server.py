@@ -18,11 +18,11 @@ from tomchat.chat.conversation import Conversation
 from tomchat.chat.identity import Admission, People, RoomRoles, TrustedProxy, canonical_name
 from tomchat.chat.tree import Tree
 from tomchat.cluster.presence import Presence
+from tomchat.cluster.ratelimit import Limiter, PacketLimiter, RateLimited, RateLimitStores
 from tomchat.domain import limits
 from tomchat.domain.events import RecordedEvent, RoomCastChanged
 from tomchat.domain.limits import LiveLimits
 from tomchat.live.engine_hooks import HookedSocketIO
-from tomchat.live.ratelimit import Limiter, PacketLimiter, RateLimited, RateLimitStores
 from tomchat.live.voice_messages import VoiceMessages
 from tomchat.store.rooms import RoomReader
 from tomchat.wire import outgoing as wire
