@@ -60,7 +60,7 @@ async def test_json_card_round_trip_edit_and_archive(server: RunningServer) -> N
         # The character's own stream holds the event; no room lists it.
         recorded = await server.services.store.read_stream("character:ada")
         assert [e.type for e in recorded] == ["character.created"]
-        rooms = (await http.get("/api/rooms")).json()
+        rooms = (await http.get("/api/rooms")).json()["rooms"]
         assert all(not r["id"].startswith("character") for r in rooms)
         # Avatar without a picture: the initial, as SVG.
         placeholder = await http.get("/api/characters/ada/avatar")

@@ -23,7 +23,12 @@ FEW_ROOMS = replace(GENEROUS, rooms=Rate(burst=4, per_second=0.01))
 
 async def room_count(server: RunningServer) -> int:
     async with server.services.db.reader.connect() as conn:
-        query = select(func.count()).select_from(streams).where(streams.c.version > 0)
+        query = (
+            select(func.count())
+            .select_from(streams)
+            # Rooms only: the character library's streams share the table.
+            .where(streams.c.version > 0, ~streams.c.room_id.startswith("character:"))
+        )
         return int((await conn.execute(query)).scalar_one())
 
 

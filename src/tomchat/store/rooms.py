@@ -122,7 +122,12 @@ class RoomReader:
         s = streams
         query = (
             select(s)
-            .where(s.c.version > 0, ~exists().where(room_access.c.room_id == s.c.room_id))
+            .where(
+                s.c.version > 0,
+                ~exists().where(room_access.c.room_id == s.c.room_id),
+                # The library's streams share the table; no room id has a colon.
+                ~s.c.room_id.startswith(CHARACTER_STREAM_PREFIX, autoescape=True),
+            )
             .order_by(s.c.updated_at.desc(), s.c.room_id)
             .limit(limit + 1)
         )
