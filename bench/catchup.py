@@ -145,7 +145,9 @@ async def measure(url: str, rooms: list[str], joins: int) -> dict[str, dict[str,
                 if len(latencies[room]) >= joins:
                     continue
                 started = time.perf_counter()
-                ack = await sio.call("joinRoom", {"roomId": room, "username": f"j{c}"}, timeout=30)
+                # Each joiner keeps one member key: its name is bound to it in both rooms.
+                join = {"roomId": room, "username": f"j{c}", "memberKey": f"bench-joiner-{c:010d}"}
+                ack = await sio.call("joinRoom", join, timeout=30)
                 latencies[room].append((time.perf_counter() - started) * 1000)
                 if not ack.get("ok"):
                     raise RuntimeError(f"joinRoom failed: {ack}")
