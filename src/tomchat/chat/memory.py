@@ -19,7 +19,7 @@ from tomchat.domain.character import Character
 from tomchat.domain.events import MemorySummarized
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.event_store import EventStore
-from tomchat.store.rooms import RoomReader
+from tomchat.store.rooms import MemorySeen, RoomReader
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class RoomMemory:
         self.budget = max(context_tokens - max_tokens, 256)
         self.count = count
         self._summaries: dict[str, asyncio.Task[None]] = {}
+        # Per room, how far its log was searched for a summary: each reply then searches
+        # only the events since the last one (a room's log is mostly chunks).
+        self._seen: dict[str, MemorySeen] = {}
 
     async def turns(
         self,
@@ -57,7 +60,7 @@ class RoomMemory:
     ) -> list[ChatTurn]:
         """The context: system prompt, memory, then the newest turns that fit; with ``upto``
         only messages that began at or before that version (the reply's in_reply_to)."""
-        memory = await self.reader.memory(room_id)
+        memory, self._seen[room_id] = await self.reader.memory(room_id, self._seen.get(room_id))
         if memory is not None and not memory.summary:
             # Emptied by a deletion (``domain.redaction``): start over from the rows, which
             # no longer hold the words, and let a new summary be written.

@@ -82,6 +82,10 @@ class CatchUp:
     events: list[RecordedEvent]
 
 
+# How far a room's log was searched for its summary, and the summary's version if found.
+MemorySeen = tuple[int, int | None]
+
+
 class RoomReader:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -232,20 +236,42 @@ class RoomReader:
                     completion += event.usage.completion_tokens or 0
         return TokenTotals(prompt, completion, counted)
 
-    async def memory(self, room_id: str) -> MemorySummarized | None:
-        """The room's latest summary of its older turns, if one was written."""
-        query = (
-            select(events.c.type, events.c.data)
-            .where(events.c.room_id == room_id, events.c.type == _SUMMARIZED)
+    async def memory(
+        self, room_id: str, seen: MemorySeen | None = None
+    ) -> tuple[MemorySummarized | None, MemorySeen]:
+        """The room's latest summary of its older turns, if one was written; and how far
+        the log was searched for it, for the next call.
+
+        The summary is looked for only among events after ``seen.checked`` (a range of the
+        room's ``(room_id, version)`` index: the events since the last reply, not the whole
+        log, which is mostly chunks). The summary found is read again by its version each
+        time, so a deletion that emptied it (``domain.redaction``) is seen at once."""
+        checked, latest = seen if seen is not None else (0, None)
+        newest = (
+            select(events.c.version)
+            .where(
+                events.c.room_id == room_id,
+                events.c.version > checked,
+                events.c.type == _SUMMARIZED,
+            )
             .order_by(events.c.version.desc())
             .limit(1)
         )
         async with self.db.snapshot() as conn:
-            row = (await conn.execute(query)).first()
+            head = await head_of(conn, room_id) or 0
+            found = (await conn.execute(newest)).scalar_one_or_none()
+            latest = found if found is not None else latest
+            row = None
+            if latest is not None:
+                at = select(events.c.type, events.c.data).where(
+                    events.c.room_id == room_id, events.c.version == latest
+                )
+                row = (await conn.execute(at)).first()
         if row is None:
-            return None
+            return None, (head, None)
         event = decode_event(row.type, row.data)
-        return event if isinstance(event, MemorySummarized) else None
+        summary = event if isinstance(event, MemorySummarized) else None
+        return summary, (head, latest)
 
     async def since(self, room_id: str, version: int, limit: int) -> list[MessageRow]:
         """The newest ``limit`` messages that began after ``version``, oldest first."""
