@@ -13,12 +13,11 @@ from tests.ai.conftest import LLM_KEY
 from tests.ai.test_voice_room import listener
 from tests.conftest import RunningServer, start_server
 from tests.fakes.llm import FakeLLM, openai_stream
-from tests.support.settings import free_port
+from tests.support.settings import make_settings
 from tomchat.ai.protocols import SUMMARY_INSTRUCTION
 from tomchat.chat.context import PER_TURN_TOKENS, build_context, count_tokens
 from tomchat.domain.events import MemorySummarized
 from tomchat.domain.transcript import MessageRow
-from tomchat.settings import Settings
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -102,11 +101,9 @@ async def small_window(tmp_path: Path, llm: FakeLLM) -> AsyncIterator[RunningSer
         "TOMCHAT_LLM_CONTEXT_TOKENS": "700",
         "TOMCHAT_LLM_MAX_TOKENS": "100",
     }
-    settings = Settings.from_env(
-        env,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tomchat.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
+    settings = make_settings(
+        tmp_path,
+        env=env,
     )
     running, stop = await start_server(settings)
     yield running

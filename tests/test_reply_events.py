@@ -15,10 +15,9 @@ from tests.ai.conftest import LLM_KEY
 from tests.ai.test_voice_room import listener
 from tests.conftest import RunningServer, start_server
 from tests.fakes.llm import FakeLLM, openai_chunk, openai_stream
-from tests.support.settings import free_port
+from tests.support.settings import make_settings
 from tomchat.domain.codec import decode_event, encode_data
 from tomchat.domain.events import ReplyCompleted, TokenUsage
-from tomchat.settings import Settings
 
 OLD_DB = Path(__file__).parent / "data" / "release-0.1.db"
 
@@ -44,13 +43,7 @@ def test_old_reply_completed_data_is_upcast() -> None:
 async def old_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     copy = tmp_path / "old.db"
     shutil.copyfile(OLD_DB, copy)
-    settings = Settings.from_env(
-        {},
-        database_url=f"sqlite+aiosqlite:///{copy}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
-        demo_delay_ms=1,
-    )
+    settings = make_settings(tmp_path, database_url=f"sqlite+aiosqlite:///{copy}", demo_delay_ms=1)
     running, stop = await start_server(settings)
     yield running
     await stop()
@@ -106,11 +99,9 @@ async def openai_server(tmp_path: Path, llm: FakeLLM) -> AsyncIterator[RunningSe
         "TOMCHAT_LLM_API_KEY": LLM_KEY,
         "TOMCHAT_LLM_MAX_TOKENS": "64",
     }
-    settings = Settings.from_env(
-        env,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tomchat.db'}",
-        port=free_port(),
-        media_dir=tmp_path / "media",
+    settings = make_settings(
+        tmp_path,
+        env=env,
     )
     running, stop = await start_server(settings)
     yield running

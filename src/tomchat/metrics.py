@@ -7,9 +7,6 @@ With ``tomchat serve --workers N`` every worker writes its samples into the fold
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import AsyncIterator
-from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,25 +52,6 @@ TTS_FIRST_AUDIO = Histogram(
 )
 ERRORS = Counter("tomchat_errors", "Error acks and problems sent, by code", ["code"])
 RATE_LIMITED = Counter("tomchat_rate_limit_refusals", "Requests refused by a rate limit", ["limit"])
-
-T = TypeVar("T")
-
-
-async def first_item_timed(items: AsyncIterator[T], histogram: Histogram) -> AsyncIterator[T]:
-    """Pass ``items`` through, observing how long the first non-empty one took."""
-    started = time.monotonic()
-    timed = False
-    try:
-        async for item in items:
-            if not timed and item:
-                histogram.observe(time.monotonic() - started)
-                timed = True
-            yield item
-    finally:
-        # Closing this closes the model's stream at once (its request), as closing it would.
-        close = getattr(items, "aclose", None)
-        if close is not None:
-            await close()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -264,11 +265,13 @@ class ReplyRun:
         outcome = Outcome()
         try:
             # ``bounded`` caps the length and ends the stream with exactly one ReplyEnd.
-            # Observed for /metrics: the model's time to its first text.
-            stream = metrics.first_item_timed(
-                self.replier.model.stream_reply(turns), metrics.LLM_FIRST_TOKEN
-            )
-            async for piece in bounded(stream):
+            # The model's time to its first piece is observed here, in this loop, rather
+            # than by one more generator layer every chunk would pass through.
+            started, timed = time.monotonic(), False
+            async for piece in bounded(self.replier.model.stream_reply(turns)):
+                if not timed:
+                    metrics.LLM_FIRST_TOKEN.observe(time.monotonic() - started)
+                    timed = True
                 if isinstance(piece, ReplyEnd):
                     outcome = Outcome(piece.status, None, piece.finish_reason, piece.usage)
                 elif piece:

@@ -134,30 +134,25 @@ class RoomCastChanged(_Event, frozen=True, tag="room.cast_changed"):
     by: str | None = None
 
 
-class CharacterCreated(_Event, frozen=True, tag="character.created"):
+class _CharacterState(_Event, frozen=True):
+    """A character's whole state, as ``character.created`` and ``character.updated`` hold it."""
+
+    id: str
+    name: str
+    system_prompt: str
+    greeting: str
+    description: str = ""
+    voice: str | None = None
+    example_dialogue: str = ""
+    avatar: Avatar | None = None
+
+
+class CharacterCreated(_CharacterState, frozen=True, tag="character.created"):
     """A character joins the library (in its own stream, ``character:<id>``)."""
 
-    id: str
-    name: str
-    system_prompt: str
-    greeting: str
-    description: str = ""
-    voice: str | None = None
-    example_dialogue: str = ""
-    avatar: Avatar | None = None
 
-
-class CharacterUpdated(_Event, frozen=True, tag="character.updated"):
+class CharacterUpdated(_CharacterState, frozen=True, tag="character.updated"):
     """The character's whole new state: its revision is the version of this event."""
-
-    id: str
-    name: str
-    system_prompt: str
-    greeting: str
-    description: str = ""
-    voice: str | None = None
-    example_dialogue: str = ""
-    avatar: Avatar | None = None
 
 
 class CharacterArchived(_Event, frozen=True, tag="character.archived"):
