@@ -4,8 +4,8 @@
 connects this shard's share of the R x C clients (python-socketio ``AsyncClient``), joins
 them, lets client 0 of each room keep its room talking (one message, then another after each
 ``aiComplete``), prints ``READY``, reads ``<t0> <t1>`` (wall-clock seconds) from stdin, and
-prints one JSON line: the chunks received between t0 and t1 and their latencies (receipt time
-minus the production stamp in the chunk).
+prints one JSON line: the model's pieces received between t0 and t1 and their latencies
+(receipt time minus the production stamp of each piece in the chunk).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import socketio
 import uvloop
 
-from bench.stamped import produced_at
+from bench.stamped import pieces_produced_at
 
 
 class Stats:
@@ -36,8 +36,11 @@ class Stats:
     def chunk(self, payload: dict[str, Any]) -> None:
         now = time.time()
         if self.window[0] <= now < self.window[1]:
-            self.deliveries += 1
-            self.latencies_ms.append(round((now - produced_at(payload["chunk"])) * 1000, 3))
+            # A delivery is one piece of the model's text reaching one client: a chunk that
+            # carries several (coalesced under load) delivers each, each with its latency.
+            for at in pieces_produced_at(payload["chunk"]):
+                self.deliveries += 1
+                self.latencies_ms.append(round((now - at) * 1000, 3))
         else:
             self.outside += 1
 

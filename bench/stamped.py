@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -22,8 +23,13 @@ def stamp(piece: str) -> str:
     return f"{piece}{SEPARATOR}{time.time():.6f}"
 
 
-def produced_at(chunk: str) -> float:
-    return float(chunk.rsplit(SEPARATOR, 1)[1])
+_STAMP = re.compile(re.escape(SEPARATOR) + r"(\d+\.\d{6})")
+
+
+def pieces_produced_at(chunk: str) -> list[float]:
+    """The production stamps of every piece in ``chunk``: one, or several where tomchat
+    coalesced a reply's waiting pieces into one chunk event (``chat.reply_run``)."""
+    return [float(s) for s in _STAMP.findall(chunk)]
 
 
 class StampedDemoModel:

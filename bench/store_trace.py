@@ -68,7 +68,30 @@ def install() -> None:
     event_store.EventStore._commit = timed_commit  # type: ignore[method-assign]
 
 
+reads: dict[str, int] = {}  # first words of each statement the readers ran, counted
+connections = {"reader": 0}  # connections the reader pool opened
+
+
+def install_reads(engine: Any) -> None:
+    """Count the reader engine's connections and statements (``BENCH_TRACE``)."""
+    from sqlalchemy import event
+
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "connect")
+    def connected(*_: Any) -> None:
+        connections["reader"] += 1
+
+    @event.listens_for(sync, "before_cursor_execute")
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        key = " ".join(statement.split())[:90]
+        reads[key] = reads.get(key, 0) + 1
+
+
 def report() -> None:
+    print(f"TRACE reader connections opened: {connections['reader']}", file=sys.stderr)
+    for key, count in sorted(reads.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"TRACE read x{count}: {key}", file=sys.stderr, flush=True)
     for name, values in samples.items():
         if values:
             ordered = sorted(values)

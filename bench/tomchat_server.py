@@ -35,12 +35,13 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=250)
     parser.add_argument("--redis-url", help="scale out: the processes meet through this Redis")
     parser.add_argument("--redis-prefix", default="tomchat")
+    parser.add_argument("--sqlite-sync", default="full", help="TOMCHAT_SQLITE_SYNC: full | normal")
     args = parser.parse_args()
 
     media = Path(tempfile.mkdtemp(prefix="tomchat-bench-media-"))
     settings = Settings.from_env(
         # The benchmark's clients open hundreds of rooms from one address in seconds.
-        {"TOMCHAT_NEW_ROOMS_PER_MINUTE": "1000000"},
+        {"TOMCHAT_NEW_ROOMS_PER_MINUTE": "1000000", "TOMCHAT_SQLITE_SYNC": args.sqlite_sync},
         database_url=args.database_url,
         host="127.0.0.1",
         port=args.port,
@@ -50,10 +51,14 @@ def main() -> None:
         redis_prefix=args.redis_prefix,
     )
     upgrade(settings.database_url)
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     tracing = bool(os.environ.get("BENCH_TRACE"))
     if tracing:
         store_trace.install()
     app = create_app(settings, migrate=False)
+    if tracing:
+        store_trace.install_reads(app.services.store.db.reader)
     model = StampedDemoModel(args.delay_ms, args.chunks)
     app.services.model = model
     app.services.conversation.model = model

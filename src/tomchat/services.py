@@ -65,7 +65,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, sio: socketio.AsyncServer) -> Services:
-        db = Database(settings.database_url, settings.session_timeouts)
+        db = Database(settings.database_url, settings.session_settings)
         store = EventStore(db)
         reader = RoomReader(db)
         character: Character = load_character(settings.character)

@@ -13,7 +13,7 @@ from dotenv import load_dotenv
 
 from tomchat.domain.errors import ConfigError
 from tomchat.domain.limits import LiveLimits, Rate
-from tomchat.store.recorders.base import SessionTimeouts
+from tomchat.store.recorders.base import SessionSettings
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -66,6 +66,9 @@ class Settings:
     # locks are gone before its lease runs out.
     db_lock_timeout_seconds: float = 2.0
     db_idle_in_transaction_seconds: float | None = None
+    # SQLite's commit durability: "full" syncs every commit to disk; "normal" only at
+    # checkpoints (faster; a power loss or OS crash may lose the last commits).
+    sqlite_sync: str = "full"
     # Reading a request (``http.slow_clients``): its whole head, and each piece of its body.
     http_head_timeout_seconds: float = 10.0
     http_body_timeout_seconds: float = 30.0
@@ -96,11 +99,12 @@ class Settings:
     live_limits: LiveLimits = field(default_factory=LiveLimits)
 
     @property
-    def session_timeouts(self) -> SessionTimeouts:
+    def session_settings(self) -> SessionSettings:
         idle = self.db_idle_in_transaction_seconds
-        return SessionTimeouts(
+        return SessionSettings(
             lock_seconds=self.db_lock_timeout_seconds,
             idle_in_transaction_seconds=idle if idle else max(0.5, self.reply_lease_seconds / 2),
+            sqlite_synchronous="NORMAL" if self.sqlite_sync == "normal" else "FULL",
         )
 
     @classmethod
@@ -129,6 +133,7 @@ class Settings:
                 if opt("TOMCHAT_DB_IDLE_IN_TRANSACTION_TIMEOUT")
                 else None
             ),
+            sqlite_sync=(opt("TOMCHAT_SQLITE_SYNC") or cls.sqlite_sync).lower(),
             http_head_timeout_seconds=_seconds(
                 env, "TOMCHAT_HTTP_HEAD_TIMEOUT", cls.http_head_timeout_seconds
             ),
@@ -168,6 +173,10 @@ class Settings:
         if bad:
             raise TypeError(f"unknown settings: {sorted(bad)}")
         settings = replace(settings, **overrides)
+        if settings.sqlite_sync not in ("full", "normal"):
+            raise ConfigError(
+                f"TOMCHAT_SQLITE_SYNC must be full or normal, got {settings.sqlite_sync!r}"
+            )
         if settings.log_format not in ("text", "json"):
             raise ConfigError(
                 f"TOMCHAT_LOG_FORMAT must be text or json, got {settings.log_format!r}"

@@ -178,11 +178,10 @@ async def test_chunks_in_order_then_the_whole_text() -> None:
         message_id="r1", character="Tom", in_reply_to=("m1",), character_id="tom"
     )
     chunks = r.log.chunks()
+    # The model yields everything at once: what waits on the first commit goes as one chunk.
     assert [(c.message_id, c.index, c.text) for c in chunks] == [
         ("r1", 0, "Hel"),
-        ("r1", 1, "lo"),
-        ("r1", 2, " there"),
-        ("r1", 3, "!"),
+        ("r1", 1, "lo there!"),
     ], "empty pieces are skipped and the indices stay contiguous"
     assert rest[-1] == ReplyCompleted(message_id="r1", content="Hello there!", status="complete")
     assert rest == [*chunks, rest[-1]], "nothing after the completion"
@@ -199,15 +198,41 @@ async def test_waiting_pieces_go_in_one_append() -> None:
     await until(lambda: len(r.log.chunks()) == 1)
     gate.set()
     await writing
-    assert "".join(c.text for c in r.log.chunks()) == "abcdefg"
-    assert [c.index for c in r.log.chunks()] == list(range(7))
+    chunks = r.log.chunks()
+    assert "".join(c.text for c in chunks) == "abcdefg"
+    assert [c.index for c in chunks] == list(range(len(chunks)))
     chunk_batches = [
         [e.text for e in batch if isinstance(e, ReplyChunk)]
         for batch in r.log.batches
         if isinstance(batch[0], ReplyChunk)
     ]
     assert chunk_batches[0] == ["a"]
+    assert all(len(b) == 1 for b in chunk_batches), "one chunk per append"
     assert len(chunk_batches) <= 3, f"pieces waiting on a commit go together: {chunk_batches}"
+
+
+class PacedModel:
+    """Yields its pieces ``seconds`` apart: a model slower than the log's commits."""
+
+    def __init__(self, pieces: Sequence[str], seconds: float) -> None:
+        self.pieces, self.seconds = pieces, seconds
+
+    async def stream_reply(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        for piece in self.pieces:
+            await asyncio.sleep(self.seconds)
+            yield piece
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_model_slower_than_commits_gets_a_chunk_per_piece() -> None:
+    log, memory = MemoryLog(), MemoryHistory([ANN])
+    replier = Replier(PacedModel(["one", " two", " three"], 0.03), TOM, log, memory)
+    run = replier.reply(ROOM, "r1")
+    await run.start([ANN])
+    await run.stream()
+    assert [(c.index, c.text) for c in log.chunks()] == [(0, "one"), (1, " two"), (2, " three")]
 
 
 async def test_several_messages_are_answered_together() -> None:

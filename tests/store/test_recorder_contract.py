@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tomchat.cluster.bus import ProcessIdentity
@@ -233,6 +234,31 @@ class RecorderContract(ABC):
         assert [(r.room_id, r.version) for r in records(outcomes, owned)] == [("r", 1)]
         assert [r.event.content for r in fresh] == ["mine"]  # type: ignore[union-attr]
         assert await recorder.head("free") == 0, "the room's stream exists, empty"
+
+    async def test_a_short_write_commits_its_result_or_nothing(
+        self, db: Database, recorder: Recorder
+    ) -> None:
+        await recorder.write([request("r", [posted("one")])])
+        bump = update(streams).where(streams.c.room_id == "r").values(name="renamed")
+
+        def rename(conn: Connection) -> int:
+            return int(conn.execute(bump).rowcount)
+
+        assert await recorder.write_short(rename) == 1
+        fail = update(streams).where(streams.c.room_id == "r").values(name="never")
+
+        def rename_then_fail(conn: Connection) -> None:
+            conn.execute(fail)
+            raise RuntimeError("after the statement")
+
+        with pytest.raises(RuntimeError, match="after the statement"):
+            await recorder.write_short(rename_then_fail)
+        async with db.snapshot() as conn:
+            query = select(streams.c.name).where(streams.c.room_id == "r")
+            assert (await conn.execute(query)).scalar_one() == "renamed"
+        # Batches of the log and short writes take turns; neither saw the other half-done.
+        await recorder.write([request("r", [posted("two")])])
+        assert await recorder.head("r") == 2
 
     async def test_reads_after_limit_upto_head_and_a_missing_room(self, recorder: Recorder) -> None:
         ten = [posted(str(i)) for i in range(1, 11)]

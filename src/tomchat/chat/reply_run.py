@@ -302,7 +302,7 @@ class ReplyRun:
         return self._cut_short() if producer.cancelled() else producer.result()
 
     async def _write(self, producer: asyncio.Task[Outcome]) -> None:
-        """Append whatever pieces are waiting as one request, so a fast model is never
+        """Append whatever pieces are waiting as one chunk, so a fast model is never
         throttled by commit latency and a slow one still sees each piece committed at once.
 
         The closing ``reply.completed`` carries exactly the text of the chunks in the log:
@@ -319,13 +319,26 @@ class ReplyRun:
                 waiting = [await self._pieces.get()]
                 while not self._pieces.empty():
                     waiting.append(self._pieces.get_nowait())
-                chunks = []
+                pieces: list[str] = []
                 for item in waiting:
                     if item is None:
                         outcome = self._ended(producer)
                         break
-                    index = len(committed) + len(chunks)
-                    chunks.append(ReplyChunk(message_id=self.message_id, index=index, text=item))
+                    pieces.append(item)
+                # Every piece that came while the last append was committing goes out as one
+                # chunk: when the model is slower than a commit (the usual case) each piece is
+                # a chunk of its own, and under load the chunks grow instead of queueing, so
+                # the store, the fan-out and every client do less work per piece just when
+                # there is more of it. A replay shows such a chunk at once, as the room did.
+                chunks = (
+                    [
+                        ReplyChunk(
+                            message_id=self.message_id, index=len(committed), text="".join(pieces)
+                        )
+                    ]
+                    if pieces
+                    else []
+                )
                 if chunks:
                     # Shielded: a cancelled writer still learns whether these committed.
                     writing = asyncio.ensure_future(self.replier.append(self.room_id, chunks))

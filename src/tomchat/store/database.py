@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tomchat.domain.errors import ConfigError, TomchatError
 from tomchat.store.recorders import Recorder, recorder_class
-from tomchat.store.recorders.base import SessionTimeouts
+from tomchat.store.recorders.base import SessionSettings
 
 
 class StoreUnavailable(TomchatError):
@@ -45,7 +45,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 class Database:
-    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
+    def __init__(self, url: str, timeouts: SessionSettings | None = None) -> None:
         self.url = url
         backend = check_database_url(url)
         if (path := sqlite_path(url)) is not None:

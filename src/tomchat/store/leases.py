@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tomchat.cluster.bus import ProcessIdentity
@@ -78,20 +79,22 @@ class ReplyLeases:
             },
             where=takeable,
         ).returning(t.c.room_id)
+        lock = recorder.heads_query([room_id], wait=False)
+        exists = select(streams.c.room_id).where(streams.c.room_id == room_id)
+
+        def take(conn: Connection) -> bool:
+            # The room's write lock first: the barrier the module docstring explains, had at
+            # once or not at all.
+            if conn.execute(lock).first() is None and conn.execute(exists).first() is not None:
+                return False  # locked by a writer now: try again later
+            return conn.execute(statement).first() is not None
+
         try:
-            async with self.db.writer.begin() as conn:
-                # The room's write lock first: the barrier the module docstring explains,
-                # had at once or not at all.
-                if not await recorder.lock_heads(conn, [room_id], wait=False):
-                    exists = select(streams.c.room_id).where(streams.c.room_id == room_id)
-                    if (await conn.execute(exists)).first() is not None:
-                        return False  # locked by a writer now: try again later
-                taken = (await conn.execute(statement)).first()
+            return await recorder.write_short(take)
         except DBAPIError as exc:
             if recorder.lock_unavailable(exc):
                 return False  # the lease row itself is locked (lock_timeout): later
             raise
-        return taken is not None
 
     async def renew(self, room_ids: Collection[str]) -> dict[str, str | None]:
         """Extend the leases this process still holds among ``room_ids``.
@@ -108,29 +111,33 @@ class ReplyLeases:
             .values(expires_at=self.db.recorder.clock(self.seconds))
             .returning(t.c.room_id, t.c.stop_message_id)
         )
-        async with self.db.writer.begin() as conn:
-            return {row.room_id: row.stop_message_id for row in await conn.execute(statement)}
+
+        def extend(conn: Connection) -> dict[str, str | None]:
+            return {row.room_id: row.stop_message_id for row in conn.execute(statement)}
+
+        return await self.db.recorder.write_short(extend)
 
     async def release(self, room_id: str) -> None:
         t = reply_leases
-        async with self.db.writer.begin() as conn:
-            await conn.execute(
-                update(t)
-                .where(t.c.room_id == room_id, t.c.owner == self.owner)
-                .values(owner=None, node=None, pid=None, expires_at=None, stop_message_id=None)
-            )
+        statement = (
+            update(t)
+            .where(t.c.room_id == room_id, t.c.owner == self.owner)
+            .values(owner=None, node=None, pid=None, expires_at=None, stop_message_id=None)
+        )
+        await self.db.recorder.write_short(lambda conn: conn.execute(statement))
 
     async def request_stop(self, room_id: str, message_id: str) -> bool:
         """Ask whoever holds the room's lease to stop reply ``message_id``; the owner reads
         it when it next renews. False if nobody holds the lease."""
         t = reply_leases
-        async with self.db.writer.begin() as conn:
-            result = await conn.execute(
-                update(t)
-                .where(t.c.room_id == room_id, t.c.owner.is_not(None))
-                .values(stop_message_id=message_id)
-            )
-        return bool(result.rowcount)
+        statement = (
+            update(t)
+            .where(t.c.room_id == room_id, t.c.owner.is_not(None))
+            .values(stop_message_id=message_id)
+        )
+        return await self.db.recorder.write_short(
+            lambda conn: bool(conn.execute(statement).rowcount)
+        )
 
     async def held_elsewhere(self) -> list[Lease]:
         """Every lease other processes hold now, saying which have expired."""

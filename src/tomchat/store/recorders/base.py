@@ -9,11 +9,11 @@ backends (engines, the lease clock, upserts, the rooms' write lock, raw message 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,18 +33,29 @@ from tomchat.domain.redaction import (
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written
 from tomchat.store.reads import head_of, read_events
-from tomchat.store.schema import events
+from tomchat.store.schema import events, streams
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class SessionTimeouts:
-    """How long a writing session may wait on a lock, and sit idle inside a transaction,
-    before the database gives up on it (PostgreSQL; SQLite has one writer and no such
+class SessionSettings:
+    """How the database's sessions behave.
+
+    PostgreSQL: how long a writing session may wait on a lock, and sit idle inside a
+    transaction, before the database gives up on it (SQLite has one writer and no such
     waits). The second frees the row locks of a process frozen mid-transaction (SIGSTOP, a
-    paused VM, a partition), so it must be shorter than a reply lease."""
+    paused VM, a partition), so it must be shorter than a reply lease.
+
+    SQLite: ``sqlite_synchronous`` is the ``synchronous`` pragma of its connections. ``FULL``
+    (the default) syncs the write-ahead log at every commit, so a commit survives a power
+    loss; ``NORMAL`` syncs only at checkpoints, so a power loss or OS crash may lose the last
+    commits (never corrupt the file; a crash of the process alone loses nothing).
+    """
 
     lock_seconds: float = 2.0
     idle_in_transaction_seconds: float = 5.0
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 class Recorder(ABC):
@@ -54,9 +65,9 @@ class Recorder(ABC):
     label: ClassVar[str]  # as people write it, for error messages
     driver: ClassVar[str]  # the async driver its URLs must name
 
-    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
+    def __init__(self, url: str, timeouts: SessionSettings | None = None) -> None:
         self.url = url
-        self.timeouts = timeouts or SessionTimeouts()
+        self.timeouts = timeouts or SessionSettings()
         self.writer: AsyncEngine
         self.reader: AsyncEngine
         self.writer, self.reader = self.create_engines(url, self.timeouts)
@@ -72,7 +83,7 @@ class Recorder(ABC):
 
     @staticmethod
     @abstractmethod
-    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
+    def create_engines(url: str, timeouts: SessionSettings) -> tuple[AsyncEngine, AsyncEngine]:
         """A writer engine and a reader engine (readers see one snapshot per transaction)."""
 
     @staticmethod
@@ -94,6 +105,25 @@ class Recorder(ABC):
 
         A database failure raises (SQLAlchemy's errors); nothing of the batch is recorded then.
         """
+
+    @abstractmethod
+    async def write_short(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one short write transaction of its own and return its result
+        (committed; rolled back if it raises).
+
+        For the small writes beside the log that run often (reply leases): ``work`` is
+        synchronous, so the transaction holds its locks only as long as its statements
+        take, never across a turn of the event loop. SQLite runs it on the event store's
+        writer thread, between batches, so it never contends for the file's one write lock
+        with them; PostgreSQL runs it on a writer-engine connection.
+        """
+
+    def heads_query(self, room_ids: Sequence[str], *, wait: bool = True) -> Select[Any]:
+        """The statement of :meth:`lock_heads`: ``(room_id, version)`` of the rooms,
+        locked where the backend locks rows (``wait=False``: skipping rows locked now)."""
+        return select(streams.c.room_id, streams.c.version).where(
+            streams.c.room_id.in_(sorted(room_ids))
+        )
 
     @abstractmethod
     async def close(self) -> None:

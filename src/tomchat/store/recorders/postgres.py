@@ -10,19 +10,19 @@ rooms' rows locked. So a batch skips rooms locked by someone else (``SKIP LOCKED
 store retries their appends in a later batch) and never waits behind one room; every writing
 session has a ``lock_timeout`` for any other wait, and an
 ``idle_in_transaction_session_timeout`` after which the server ends the frozen session and
-frees its locks (``SessionTimeouts``).
+frees its locks (``SessionSettings``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import ColumnElement, Interval, Table, func, literal, select, type_coerce
+from sqlalchemy import ColumnElement, Interval, Select, Table, func, literal, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -42,7 +42,7 @@ from tomchat.store.placement import (
     waits_for_locks,
 )
 from tomchat.store.projection import project
-from tomchat.store.recorders.base import Recorder, SessionTimeouts, redact
+from tomchat.store.recorders.base import Recorder, SessionSettings, T, redact
 from tomchat.store.schema import UTCDateTime, streams
 
 _MIGRATION_LOCK = 0x746F6D63  # "tomc": the advisory lock key of tomchat's migrations
@@ -54,7 +54,7 @@ class PostgresRecorder(Recorder):
     driver = "postgresql+asyncpg"
 
     @staticmethod
-    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
+    def create_engines(url: str, timeouts: SessionSettings) -> tuple[AsyncEngine, AsyncEngine]:
         # Writing sessions only: readers take no locks, and an export's read transaction may
         # rightly sit idle while its client reads slowly.
         session = {
@@ -195,16 +195,24 @@ class PostgresRecorder(Recorder):
     async def lock_heads(
         self, conn: AsyncConnection, room_ids: Sequence[str], *, wait: bool = True
     ) -> dict[str, int]:
+        result = await conn.execute(self.heads_query(room_ids, wait=wait))
+        return {row.room_id: row.version for row in result}
+
+    def heads_query(self, room_ids: Sequence[str], *, wait: bool = True) -> Select[Any]:
         # Row locks in room-id order so two writers never deadlock. ``wait=False`` skips
         # rows locked now (a frozen holder's among them) instead of queueing behind them.
-        query = (
-            select(streams.c.room_id, streams.c.version)
-            .where(streams.c.room_id.in_(sorted(room_ids)))
+        return (
+            super()
+            .heads_query(room_ids)
             .order_by(streams.c.room_id)
             .with_for_update(skip_locked=not wait)
         )
-        result = await conn.execute(query)
-        return {row.room_id: row.version for row in result}
+
+    async def write_short(self, work: Callable[[Connection], T]) -> T:
+        # ``run_sync`` runs ``work`` in a greenlet whose statements await asyncpg: one
+        # transaction, its statements back to back.
+        async with self.writer.begin() as conn:
+            return await conn.run_sync(work)
 
     def lock_unavailable(self, exc: BaseException) -> bool:
         # SQLSTATE 55P03 lock_not_available: NOWAIT found the row locked, or lock_timeout ran
@@ -212,9 +220,6 @@ class PostgresRecorder(Recorder):
         return getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03"
 
 
-# Rows matched by joining the parameter array, never by ``= ANY($1)``: PostgreSQL hashes an
-# ``ANY`` array only when it is a constant, so against a parameter of a thousand rooms every
-# row scanned was compared with every room (5 ms of a batch's 20 on the database).
 # Rows matched by joining the parameter array, never by ``= ANY($1)``: PostgreSQL hashes an
 # ``ANY`` array only when it is a constant, so against a parameter of a thousand rooms every
 # row scanned was compared with every room (5 ms of a batch's 20 on the database).

@@ -7,11 +7,11 @@ deferred ``BEGIN``, which in WAL mode gives each read transaction one consistent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, event, literal, select
+from sqlalchemy import ColumnElement, Table, event, literal
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -22,14 +22,14 @@ from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written, checked_ids, finish, guarded_rooms, place
 from tomchat.store.projection import project_sync
 from tomchat.store.reads import recorded_from_row
-from tomchat.store.recorders.base import Recorder, SessionTimeouts, redact_sync
+from tomchat.store.recorders.base import Recorder, SessionSettings, T, redact_sync
 from tomchat.store.recorders.sqlite_writer import (
     Batch,
     SqliteWriter,
     TimeText,
     configure_sqlite_connection,
 )
-from tomchat.store.schema import UTCDateTime, streams
+from tomchat.store.schema import UTCDateTime
 
 
 class SqliteRecorder(Recorder):
@@ -37,7 +37,7 @@ class SqliteRecorder(Recorder):
     label = "SQLite"
     driver = "sqlite+aiosqlite"
 
-    def __init__(self, url: str, timeouts: SessionTimeouts | None = None) -> None:
+    def __init__(self, url: str, timeouts: SessionSettings | None = None) -> None:
         super().__init__(url, timeouts)
         self._writer: SqliteWriter | None = None  # started by the first write
 
@@ -50,13 +50,16 @@ class SqliteRecorder(Recorder):
         return None
 
     @staticmethod
-    def create_engines(url: str, timeouts: SessionTimeouts) -> tuple[AsyncEngine, AsyncEngine]:
+    def create_engines(url: str, timeouts: SessionSettings) -> tuple[AsyncEngine, AsyncEngine]:
         # The async writer engine serves the few writes outside the log (leases, room
         # tokens, rebuilds): one connection whose transactions start with BEGIN IMMEDIATE.
         writer = create_async_engine(url, pool_size=1, max_overflow=0)
-        reader = create_async_engine(url, pool_size=4, max_overflow=4)
-        _tune(writer, "BEGIN IMMEDIATE")
-        _tune(reader, "BEGIN")
+        # Eight kept: with four, every reply's start met the pool full and opened (and then
+        # closed) connections of its own — a thread and the connection's pragmas each time,
+        # 20-30 a second at a hundred rooms.
+        reader = create_async_engine(url, pool_size=8, max_overflow=8)
+        _tune(writer, "BEGIN IMMEDIATE", timeouts.sqlite_synchronous)
+        _tune(reader, "BEGIN", timeouts.sqlite_synchronous)
         return writer, reader
 
     @staticmethod
@@ -67,9 +70,16 @@ class SqliteRecorder(Recorder):
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def write(self, batch: Sequence[Append]) -> Written:
+    def _thread(self) -> SqliteWriter:
         if self._writer is None:
-            self._writer = SqliteWriter(self.url)
+            self._writer = SqliteWriter(self.url, self.timeouts.sqlite_synchronous)
+        return self._writer
+
+    async def write_short(self, work: Callable[[Connection], T]) -> T:
+        return await self._thread().run(lambda tx: work(tx.conn))
+
+    async def write(self, batch: Sequence[Append]) -> Written:
+        self._writer = self._thread()
         now = datetime.now(UTC)
         outcomes, fresh = await self._writer.run(lambda tx: _write(tx, batch, now))
         if any(type(r.event) is MessageRedacted for r in fresh):
@@ -146,10 +156,7 @@ class SqliteRecorder(Recorder):
     ) -> dict[str, int]:
         # No row lock needed: BEGIN IMMEDIATE already made this the only writer (and the
         # session timeouts have no SQLite counterpart: the file lock has one writer).
-        query = select(streams.c.room_id, streams.c.version).where(
-            streams.c.room_id.in_(sorted(room_ids))
-        )
-        result = await conn.execute(query)
+        result = await conn.execute(self.heads_query(room_ids, wait=wait))
         return {row.room_id: row.version for row in result}
 
 
@@ -197,10 +204,10 @@ def _write(tx: Batch, batch: Sequence[Append], now: datetime) -> Written:
     return finish(plan, fresh)
 
 
-def _tune(engine: AsyncEngine, begin: str) -> None:
+def _tune(engine: AsyncEngine, begin: str, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite_connection(dbapi_connection)
+        configure_sqlite_connection(dbapi_connection, synchronous)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:

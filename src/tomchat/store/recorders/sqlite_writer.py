@@ -59,13 +59,16 @@ _IN_CHUNK = 500
 _encode_json = msgspec.json.encode
 
 
-def configure_sqlite_connection(dbapi_connection: Any) -> None:
-    """Every SQLite connection of tomchat's, async or not, is set up the same way."""
+def configure_sqlite_connection(dbapi_connection: Any, synchronous: str = "FULL") -> None:
+    """Every SQLite connection of tomchat's, async or not, is set up the same way
+    (``synchronous``: ``FULL`` or ``NORMAL``, see ``SessionSettings``)."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
     # Take transaction control from the sqlite3 module so BEGIN is ours to say.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Freed space (a deleted message's words rewritten, a dropped table) is zeroed, not left
@@ -103,11 +106,11 @@ def sqlite_time(at: datetime) -> str:
 class SqliteWriter:
     """One thread, one connection: every write transaction of the event store."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, synchronous: str = "FULL") -> None:
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         # StaticPool: the one connection lives (and is only ever used) on the writer thread.
         self.engine: Engine = create_engine(sync_url, poolclass=StaticPool)
-        _tune(self.engine)
+        _tune(self.engine, synchronous)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tomchat-sqlite-writer")
         self._conn: Connection | None = None
 
@@ -245,11 +248,11 @@ def _json(value: Sequence[str] | dict[str, int]) -> str:
     return _encode_json(value).decode()
 
 
-def _tune(engine: Engine) -> None:
+def _tune(engine: Engine, synchronous: str) -> None:
     """The same connection settings as the async engines (``recorders.sqlite``)."""
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite_connection(dbapi_connection)
+        configure_sqlite_connection(dbapi_connection, synchronous)
         # The writer waits for other writers itself (``_begin_immediate``), more promptly.
         dbapi_connection.execute("PRAGMA busy_timeout=0")
