@@ -27,6 +27,7 @@ BENCHES = [
     ("scaleout", "bench.scaleout"),
     ("capacity", "bench.capacity"),
     ("append", "bench.append"),
+    ("gil_handoff", "bench.gil_handoff"),
     ("catchup", "bench.catchup"),
     ("voice_latency", "bench.voice_latency"),
     ("export", "bench.export_bench"),

@@ -10,7 +10,7 @@ transaction per event, same run, same schema, same durability settings.
 - naive: one SQLAlchemy transaction per event, one caller, tomchat's engine and settings.
 
 Each is run twice, alternating, and the better run counts. The process collects garbage as a
-tomchat server does (``tomchat.runtime.tune_gc``), for all three alike. SQLite always; PostgreSQL when
+tomchat server does (``tomchat.runtime.tune_runtime``), for all three alike. SQLite always; PostgreSQL when
 127.0.0.1:5432 answers (``TOMCHAT_BENCH_PG_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``, is used to create a scratch database).
 ``python -m bench.append`` writes ``bench/results/append.json``.
@@ -35,7 +35,7 @@ import uvloop
 from bench.common import Row, reachable, write_result
 from tomchat.domain.codec import encode_data
 from tomchat.domain.events import ReplyChunk, RoomCreated, new_event_id
-from tomchat.runtime import tune_gc
+from tomchat.runtime import tune_runtime
 from tomchat.store.database import Database
 from tomchat.store.event_store import EventStore
 from tomchat.store.migrate import upgrade_async
@@ -275,7 +275,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     args = parser.parse_args()
     started = time.monotonic()
-    tune_gc()
+    tune_runtime()
     rows, details = uvloop.run(run(args))
     write_result("append", rows, details, started)
 

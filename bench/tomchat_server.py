@@ -51,8 +51,6 @@ def main() -> None:
         redis_prefix=args.redis_prefix,
     )
     upgrade(settings.database_url)
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     tracing = bool(os.environ.get("BENCH_TRACE"))
     if tracing:
         store_trace.install()

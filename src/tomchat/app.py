@@ -31,7 +31,7 @@ from tomchat.http.transcripts import transcript_routes
 from tomchat.http.web import web_router
 from tomchat.lifecycle import Lifecycle
 from tomchat.live.sendbuffer import BoundedAsyncServer
-from tomchat.runtime import tune_gc
+from tomchat.runtime import tune_runtime
 from tomchat.services import Services
 from tomchat.settings import Settings
 
@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Tom
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        tune_gc()  # the process is a server from here on (``tomchat.runtime``)
+        tune_runtime()  # the process is a server from here on (``tomchat.runtime``)
         async with services.running(migrate=migrate):
             lifecycle.started = True
             lifecycle.drain_on_signals()
