@@ -60,6 +60,7 @@ class Run:
     main_thread_cpu_seconds: float
     thread_cpu_seconds: list[float]
     events_per_commit: float | None
+    turnarounds_ms: list[float]
 
     @property
     def per_second(self) -> float:
@@ -86,6 +87,8 @@ class Run:
             "deliveries_per_cpu_s": round(self.per_cpu_second, 1),
             "latency_p50_ms": percentile(self.latencies_ms, 50),
             "latency_p99_ms": percentile(self.latencies_ms, 99),
+            "turnaround_p50_ms": percentile(self.turnarounds_ms, 50),
+            "turnaround_p99_ms": percentile(self.turnarounds_ms, 99),
             "latency_max_ms": max(self.latencies_ms, default=float("nan")),
             "errors": self.errors,
         }
@@ -178,6 +181,7 @@ def measure(
         cpu_seconds=cpu1 - cpu0,
         client_cpu_seconds=client_cpu1 - client_cpu0,
         latencies_ms=[x for r in reports for x in r["latencies_ms"]],
+        turnarounds_ms=[x for r in reports for x in r["turnarounds_ms"]],
         errors=[e for r in reports for e in r["errors"]],
         system_cpu_seconds=split1.system - split0.system,
         main_thread_cpu_seconds=threads1.get(server.pid, 0.0) - threads0.get(server.pid, 0.0),
@@ -275,6 +279,14 @@ def main() -> None:
                     "ms",
                     f"≤ ref + {p99_slack} ms",
                     p99_t <= p99_b + p99_slack,
+                ),
+                Row(
+                    f"relay {shape}: a message to its reply's first piece, p50",
+                    percentile(tom.turnarounds_ms, 50),
+                    percentile(bare.turnarounds_ms, 50),
+                    "ms",
+                    "",
+                    None,
                 ),
             ]
             if normal is not None:

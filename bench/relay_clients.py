@@ -30,6 +30,8 @@ class Stats:
         self.latencies_ms: list[float] = []
         self.outside = 0
         self.replies = 0
+        # From a driver's sendMessage to the first piece of the reply it asked for.
+        self.turnarounds_ms: list[float] = []
         self.errors: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -49,11 +51,20 @@ async def client(
     url: str, room: str, username: str, driver: bool, stats: Stats
 ) -> socketio.AsyncClient:
     sio = socketio.AsyncClient(reconnection=False)
+    asked_at: float | None = None
 
     async def on_chunk(payload: dict[str, Any]) -> None:
+        nonlocal asked_at
         stats.chunk(payload)
+        if asked_at is not None:
+            now = time.time()
+            if stats.window[0] <= asked_at and now < stats.window[1]:
+                stats.turnarounds_ms.append(round((now - asked_at) * 1000, 3))
+            asked_at = None
 
     async def say(n: int) -> None:
+        nonlocal asked_at
+        asked_at = time.time()
         ack = await sio.call(
             "sendMessage", {"roomId": room, "content": f"tell me about rivers {n}"}, timeout=30
         )
@@ -110,6 +121,7 @@ async def run(args: argparse.Namespace) -> None:
                 "latencies_ms": stats.latencies_ms,
                 "outside_window": stats.outside,
                 "replies_seen": stats.replies,
+                "turnarounds_ms": stats.turnarounds_ms,
                 "errors": stats.errors[:5],
             }
         ),

@@ -101,3 +101,26 @@ def report() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def install_timers(targets: list[tuple[Any, str]]) -> None:
+    """Time these coroutine methods (``(class, name)``) into ``samples`` (``BENCH_TRACE``)."""
+    import functools
+
+    for owner, name in targets:
+        original = getattr(owner, name)
+        key = f"{owner.__name__}.{name}_ms"
+        samples[key] = []
+
+        def wrap(original: Any = original, key: str = key) -> Any:
+            @functools.wraps(original)
+            async def timed(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    samples[key].append((time.perf_counter() - started) * 1000)
+
+            return timed
+
+        setattr(owner, name, wrap())

@@ -54,6 +54,25 @@ def main() -> None:
     tracing = bool(os.environ.get("BENCH_TRACE"))
     if tracing:
         store_trace.install()
+        from tomchat.chat.conversation import Conversation
+        from tomchat.chat.leasing import RoomLeasing
+        from tomchat.chat.memory import RoomMemory
+        from tomchat.chat.reply_run import ReplyRun
+        from tomchat.store.rooms import RoomReader
+
+        store_trace.install_timers(
+            [
+                (Conversation, "post_message"),
+                (Conversation, "next_turn"),
+                (RoomLeasing, "hold"),
+                (RoomLeasing, "let_go"),
+                (ReplyRun, "start"),
+                (RoomMemory, "turns"),
+                (RoomReader, "streaming_replies_in"),
+                (RoomReader, "room"),
+                (RoomReader, "recent_at"),
+            ]
+        )
     app = create_app(settings, migrate=False)
     if tracing:
         store_trace.install_reads(app.services.store.db.reader)

@@ -260,6 +260,27 @@ class RecorderContract(ABC):
         await recorder.write([request("r", [posted("two")])])
         assert await recorder.head("r") == 2
 
+    async def test_a_short_read_sees_one_committed_state(self, recorder: Recorder) -> None:
+        await recorder.write([request("r", [posted("one"), posted("two")])])
+
+        def both(conn: Connection) -> tuple[int, int]:
+            head = conn.execute(select(streams.c.version).where(streams.c.room_id == "r"))
+            rows = conn.execute(select(func.count()).select_from(events))
+            return head.scalar_one(), rows.scalar_one()
+
+        assert await recorder.read_short(both) == (2, 2)
+
+        def broken(conn: Connection) -> None:
+            conn.execute(select(streams.c.version))
+            raise LookupError("in the read")
+
+        with pytest.raises(LookupError, match="in the read"):
+            await recorder.read_short(broken)
+        # Reads go on after a failed one, and see later commits.
+        await recorder.write([request("r", [posted("three")])])
+        assert await recorder.read_short(both) == (3, 3)
+        assert [r.version for r in await recorder.read("r", 1)] == [2, 3]
+
     async def test_reads_after_limit_upto_head_and_a_missing_room(self, recorder: Recorder) -> None:
         ten = [posted(str(i)) for i in range(1, 11)]
         await recorder.write([request("r", ten), request("other", [posted("x")])])

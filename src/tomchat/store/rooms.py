@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import and_, exists, false, func, or_, select, true
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from tomchat.domain.character import CHARACTER_STREAM_PREFIX, is_character_stream, slug
 from tomchat.domain.codec import decode_event
@@ -23,7 +24,7 @@ from tomchat.domain.events import (
 )
 from tomchat.domain.transcript import STREAMING, MessageRow
 from tomchat.store.database import Database
-from tomchat.store.reads import head_of, read_events
+from tomchat.store.reads import head_of_sync, read_events_sync
 from tomchat.store.schema import events, messages, reply_leases, room_access, streams
 
 
@@ -82,6 +83,8 @@ class CatchUp:
     events: list[RecordedEvent]
 
 
+T = TypeVar("T")
+
 # How far a room's log was searched for its summary, and the summary's version if found.
 MemorySeen = tuple[int, int | None]
 
@@ -93,10 +96,13 @@ class RoomReader:
     async def room(self, room_id: str) -> RoomInfo | None:
         if is_character_stream(room_id):
             return None  # a character's stream is never a room
-        async with self.db.snapshot() as conn:
-            result = await conn.execute(select(streams).where(streams.c.room_id == room_id))
-            row = result.first()
+        query = select(streams).where(streams.c.room_id == room_id)
+        row = await self._read(lambda conn: conn.execute(query).first())
         return _room(row) if row is not None and row.version > 0 else None
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """One read transaction as one synchronous function (``Recorder.read_short``)."""
+        return await self.db.recorder.read_short(work)
 
     async def rooms(self, limit: int = 200) -> list[RoomInfo]:
         query = (
@@ -109,8 +115,7 @@ class RoomReader:
             .order_by(streams.c.updated_at.desc(), streams.c.room_id)
             .limit(limit)
         )
-        async with self.db.snapshot() as conn:
-            return [_room(row) for row in await conn.execute(query)]
+        return await self._read(lambda conn: [_room(row) for row in conn.execute(query)])
 
     async def rooms_page(
         self, limit: int, after: tuple[datetime, str] | None = None
@@ -140,21 +145,24 @@ class RoomReader:
             query = query.where(
                 or_(s.c.updated_at < at, and_(s.c.updated_at == at, s.c.room_id > room_id))
             )
-        async with self.db.snapshot() as conn:
-            rows = [_room(row) for row in await conn.execute(query)]
+        rows = await self._read(lambda conn: [_room(row) for row in conn.execute(query)])
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
         return page, (last.updated_at, last.id) if last and last.updated_at else None
 
     async def snapshot(self, room_id: str, page: int) -> Snapshot:
         """The room at one version H: its last page of messages and its replies in flight."""
-        async with self.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            rows, has_more = await _page(conn, room_id, None, page, finished_only=True)
-            streaming = []
-            for row in await _streaming_rows(conn, room_id):
-                streaming.append(StreamingReply(row, await _text_so_far(conn, row, head)))
-        return Snapshot(head, rows, streaming, has_more)
+
+        def read(conn: Connection) -> Snapshot:
+            head = head_of_sync(conn, room_id) or 0
+            rows, has_more = _page(conn, room_id, None, page, finished_only=True)
+            streaming = [
+                StreamingReply(row, _text_so_far(conn, row, head))
+                for row in _streaming_rows(conn, room_id)
+            ]
+            return Snapshot(head, rows, streaming, has_more)
+
+        return await self._read(read)
 
     async def catch_up(
         self, room_id: str, since: int, max_events: int, max_chars: int | None = None
@@ -162,17 +170,20 @@ class RoomReader:
         """The events after ``since``, or None when the client is too far behind for that:
         more than ``max_events`` events, or (if given) more than ``max_chars`` characters of
         stored event data, counted in the database before a single event is read."""
-        async with self.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
+
+        def read(conn: Connection) -> CatchUp | None:
+            head = head_of_sync(conn, room_id) or 0
             if head - since > max_events:
                 return None
             if max_chars is not None and head > since:
                 stored = select(func.coalesce(func.sum(func.length(events.c.data)), 0)).where(
                     events.c.room_id == room_id, events.c.version > since, events.c.version <= head
                 )
-                if int((await conn.execute(stored)).scalar_one()) > max_chars:
+                if int(conn.execute(stored).scalar_one()) > max_chars:
                     return None
-            return CatchUp(head, await read_events(conn, room_id, since, upto=head))
+            return CatchUp(head, read_events_sync(conn, room_id, since, upto=head))
+
+        return await self._read(read)
 
     async def page(
         self, room_id: str, before: int | None, limit: int
@@ -181,59 +192,64 @@ class RoomReader:
 
         A reply still streaming comes with its text so far (its row holds none yet).
         """
-        async with self.db.snapshot() as conn:
-            rows, has_more = await _page(conn, room_id, before, limit, finished_only=False)
+
+        def read(conn: Connection) -> tuple[list[MessageRow], bool]:
+            rows, has_more = _page(conn, room_id, before, limit, finished_only=False)
             rows = [
-                replace(r, content=await _text_so_far(conn, r, None))
-                if r.status == STREAMING
-                else r
+                replace(r, content=_text_so_far(conn, r, None)) if r.status == STREAMING else r
                 for r in rows
             ]
+            return rows, has_more
+
+        rows, has_more = await self._read(read)
         return rows, (rows[0].first_version if has_more and rows else None)
 
     async def recent(self, room_id: str, limit: int) -> list[MessageRow]:
-        async with self.db.snapshot() as conn:
-            rows, _ = await _page(conn, room_id, None, limit, finished_only=False)
-        return rows
+        return await self._read(
+            lambda conn: _page(conn, room_id, None, limit, finished_only=False)[0]
+        )
 
     async def recent_at(self, room_id: str, limit: int) -> tuple[int, list[MessageRow]]:
         """The room's version and its latest ``limit`` messages, read in one snapshot."""
-        async with self.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            rows, _ = await _page(conn, room_id, None, limit, finished_only=False)
-        return head, rows
+
+        def read(conn: Connection) -> tuple[int, list[MessageRow]]:
+            head = head_of_sync(conn, room_id) or 0
+            return head, _page(conn, room_id, None, limit, finished_only=False)[0]
+
+        return await self._read(read)
 
     async def unanswered(self, room_id: str) -> list[MessageRow]:
         """User messages posted after the last reply started: the room's reply queue."""
-        async with self.db.snapshot() as conn:
-            return await _unanswered(conn, room_id)
+        return await self._read(lambda conn: _unanswered(conn, room_id))
 
     async def queue(self, room_id: str, context: int) -> ReplyQueue:
         """The reply queue and the latest ``context`` messages (more if more wait) as of
         one version: a reply started at that version answers exactly what it was shown."""
-        async with self.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            pending = await _unanswered(conn, room_id)
+
+        def read(conn: Connection) -> ReplyQueue:
+            head = head_of_sync(conn, room_id) or 0
+            pending = _unanswered(conn, room_id)
             history: list[MessageRow] = []
             if pending:
                 # Everything after the last reply is pending, so these hold all of it.
-                history, _ = await _page(
+                history, _ = _page(
                     conn, room_id, None, max(context, len(pending)), finished_only=False
                 )
-        return ReplyQueue(head, pending, history)
+            return ReplyQueue(head, pending, history)
+
+        return await self._read(read)
 
     async def token_totals(self, room_id: str) -> TokenTotals:
         query = select(events.c.type, events.c.data).where(
             events.c.room_id == room_id, events.c.type == _COMPLETED
         )
         prompt = completion = counted = 0
-        async with self.db.snapshot() as conn:
-            for row in await conn.execute(query):
-                event = decode_event(row.type, row.data)
-                if isinstance(event, ReplyCompleted) and event.usage is not None:
-                    counted += 1
-                    prompt += event.usage.prompt_tokens or 0
-                    completion += event.usage.completion_tokens or 0
+        for row in await self._read(lambda conn: conn.execute(query).all()):
+            event = decode_event(row.type, row.data)
+            if isinstance(event, ReplyCompleted) and event.usage is not None:
+                counted += 1
+                prompt += event.usage.prompt_tokens or 0
+                completion += event.usage.completion_tokens or 0
         return TokenTotals(prompt, completion, counted)
 
     async def memory(
@@ -257,16 +273,19 @@ class RoomReader:
             .order_by(events.c.version.desc())
             .limit(1)
         )
-        async with self.db.snapshot() as conn:
-            head = await head_of(conn, room_id) or 0
-            found = (await conn.execute(newest)).scalar_one_or_none()
-            latest = found if found is not None else latest
-            row = None
-            if latest is not None:
-                at = select(events.c.type, events.c.data).where(
-                    events.c.room_id == room_id, events.c.version == latest
-                )
-                row = (await conn.execute(at)).first()
+
+        def read(conn: Connection) -> tuple[int, int | None, Any]:
+            head = head_of_sync(conn, room_id) or 0
+            found = conn.execute(newest).scalar_one_or_none()
+            last = found if found is not None else latest
+            if last is None:
+                return head, None, None
+            at = select(events.c.type, events.c.data).where(
+                events.c.room_id == room_id, events.c.version == last
+            )
+            return head, last, conn.execute(at).first()
+
+        head, latest, row = await self._read(read)
         if row is None:
             return None, (head, None)
         event = decode_event(row.type, row.data)
@@ -281,35 +300,37 @@ class RoomReader:
             .order_by(messages.c.first_version.desc())
             .limit(limit)
         )
-        async with self.db.snapshot() as conn:
-            rows = [_message(row) for row in await conn.execute(query)]
+        rows = await self._read(lambda conn: [_message(row) for row in conn.execute(query)])
         return rows[::-1]
 
     async def message(self, message_id: str) -> MessageRow | None:
-        async with self.db.snapshot() as conn:
-            row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+        query = select(messages).where(messages.c.id == message_id)
+        row = await self._read(lambda conn: conn.execute(query).first())
         return _message(row) if row is not None else None
 
     async def streaming_replies_in(self, room_id: str) -> list[StreamingReply]:
         """The room's replies still streaming, each with every chunk committed so far."""
-        async with self.db.snapshot() as conn:
-            rows = await _streaming_rows(conn, room_id)
-            return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
+        return await self._read(
+            lambda conn: [
+                StreamingReply(row, _text_so_far(conn, row, None))
+                for row in _streaming_rows(conn, room_id)
+            ]
+        )
 
     async def reply_text(self, room_id: str, message_id: str) -> str:
         """The text of reply ``message_id``'s chunks in the log (empty if it has none)."""
-        async with self.db.snapshot() as conn:
-            query = select(messages).where(
-                messages.c.id == message_id, messages.c.room_id == room_id
-            )
-            row = (await conn.execute(query)).first()
-            return await _text_so_far(conn, _message(row), None) if row is not None else ""
+        query = select(messages).where(messages.c.id == message_id, messages.c.room_id == room_id)
+
+        def read(conn: Connection) -> str:
+            row = conn.execute(query).first()
+            return _text_so_far(conn, _message(row), None) if row is not None else ""
+
+        return await self._read(read)
 
     async def rooms_with_streaming_replies(self) -> list[str]:
         """Every room with a reply still streaming (a full scan: for start-up only)."""
         query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
-        async with self.db.snapshot() as conn:
-            return sorted(row.room_id for row in await conn.execute(query))
+        return await self._read(lambda conn: sorted(row.room_id for row in conn.execute(query)))
 
     async def unattended(self, within: float | None = None) -> list[str]:
         """Rooms that need a reply loop and have nobody holding their lease: a user message
@@ -344,18 +365,21 @@ class RoomReader:
         )
         if within is not None:
             query = query.where(s.c.updated_at >= datetime.now(UTC) - timedelta(seconds=within))
-        async with self.db.snapshot() as conn:
-            return sorted(row.room_id for row in await conn.execute(query.order_by(s.c.room_id)))
+        ordered = query.order_by(s.c.room_id)
+        return await self._read(lambda conn: [row.room_id for row in conn.execute(ordered)])
 
     async def streaming_replies(self) -> list[StreamingReply]:
         """Every reply left streaming, in any room, with its text so far (for recovery)."""
-        async with self.db.snapshot() as conn:
-            query = select(messages).where(messages.c.status == STREAMING)
-            rows = [_message(r) for r in await conn.execute(query)]
-            return [StreamingReply(row, await _text_so_far(conn, row, None)) for row in rows]
+        query = select(messages).where(messages.c.status == STREAMING)
+        return await self._read(
+            lambda conn: [
+                StreamingReply(row, _text_so_far(conn, row, None))
+                for row in (_message(r) for r in conn.execute(query))
+            ]
+        )
 
 
-async def _unanswered(conn: AsyncConnection, room_id: str) -> list[MessageRow]:
+def _unanswered(conn: Connection, room_id: str) -> list[MessageRow]:
     last_reply = (
         select(func.coalesce(func.max(messages.c.first_version), 0))
         .where(messages.c.room_id == room_id, messages.c.is_ai.is_(True))
@@ -370,11 +394,11 @@ async def _unanswered(conn: AsyncConnection, room_id: str) -> list[MessageRow]:
         )
         .order_by(messages.c.first_version)
     )
-    return [_message(row) for row in await conn.execute(query)]
+    return [_message(row) for row in conn.execute(query)]
 
 
-async def _page(
-    conn: AsyncConnection, room_id: str, before: int | None, limit: int, *, finished_only: bool
+def _page(
+    conn: Connection, room_id: str, before: int | None, limit: int, *, finished_only: bool
 ) -> tuple[list[MessageRow], bool]:
     conditions = [messages.c.room_id == room_id]
     if before is not None:
@@ -387,15 +411,15 @@ async def _page(
         .order_by(messages.c.first_version.desc())
         .limit(limit + 1)
     )
-    rows = [_message(r) for r in await conn.execute(query)]
+    rows = [_message(r) for r in conn.execute(query)]
     has_more = len(rows) > limit
     return list(reversed(rows[:limit])), has_more
 
 
-async def _text_so_far(conn: AsyncConnection, reply: MessageRow, upto: int | None) -> str:
+def _text_so_far(conn: Connection, reply: MessageRow, upto: int | None) -> str:
     # One reply streams per room, so the events since it started are nearly all its chunks:
     # the cost follows the reply's length, never the room's history.
-    chunks = await read_events(conn, reply.room_id, reply.first_version, upto=upto)
+    chunks = read_events_sync(conn, reply.room_id, reply.first_version, upto=upto)
     return "".join(
         e.event.text
         for e in chunks
@@ -403,12 +427,12 @@ async def _text_so_far(conn: AsyncConnection, reply: MessageRow, upto: int | Non
     )
 
 
-async def _streaming_rows(conn: AsyncConnection, room_id: str) -> list[MessageRow]:
+def _streaming_rows(conn: Connection, room_id: str) -> list[MessageRow]:
     # Sorted here, not in SQL: with an ORDER BY first_version, SQLite walks the room's whole
     # (room_id, first_version) index to find the one or two streaming rows, so every join
     # would cost more the longer the room's history; this way it takes ix_messages_room_status.
     query = select(messages).where(messages.c.room_id == room_id, messages.c.status == STREAMING)
-    rows = [_message(r) for r in await conn.execute(query)]
+    rows = [_message(r) for r in conn.execute(query)]
     return sorted(rows, key=lambda row: row.first_version)
 
 

@@ -216,5 +216,5 @@ async def _with_text_so_far(conn: AsyncConnection, row: MessageRow, upto: int) -
     # as the catch-up snapshot does. At most one reply streams per room, so this is rare.
     if row.status != STREAMING:
         return row
-    text = await _text_so_far(conn, row, upto)
+    text = await conn.run_sync(lambda sync: _text_so_far(sync, row, upto))
     return replace(row, content=text)

@@ -32,7 +32,7 @@ from tomchat.domain.redaction import (
 )
 from tomchat.domain.transcript import MessageRow
 from tomchat.store.placement import Append, Written
-from tomchat.store.reads import head_of, read_events
+from tomchat.store.reads import head_of_sync, read_events_sync
 from tomchat.store.schema import events, streams
 
 T = TypeVar("T")
@@ -142,17 +142,28 @@ class Recorder(ABC):
         async with self.reader.connect() as conn, conn.begin():
             yield conn
 
+    @abstractmethod
+    async def read_short(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one read transaction (one consistent state of the log) and return
+        its result.
+
+        For the reads the server makes all the time (a room's row, its latest messages, its
+        reply queue): ``work`` is synchronous, so the whole read is one hand-off — SQLite
+        runs it on a reader thread, PostgreSQL on a reader connection — instead of a round
+        trip through the event loop for every statement.
+        """
+
     async def read(
         self, room_id: str, after: int = 0, *, upto: int | None = None, limit: int | None = None
     ) -> list[RecordedEvent]:
         """The room's events with ``after < version <= upto``, oldest first, at most ``limit``."""
-        async with self.snapshot() as conn:
-            return await read_events(conn, room_id, after, upto=upto, limit=limit)
+        return await self.read_short(
+            lambda conn: read_events_sync(conn, room_id, after, upto=upto, limit=limit)
+        )
 
     async def head(self, room_id: str) -> int | None:
         """The room's version; None if nothing was ever appended to it."""
-        async with self.snapshot() as conn:
-            return await head_of(conn, room_id)
+        return await self.read_short(lambda conn: head_of_sync(conn, room_id))
 
     @abstractmethod
     def message_rows(self, raw: Iterable[tuple[Any, ...]]) -> list[MessageRow]:

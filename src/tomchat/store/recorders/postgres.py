@@ -208,6 +208,10 @@ class PostgresRecorder(Recorder):
             .with_for_update(skip_locked=not wait)
         )
 
+    async def read_short(self, work: Callable[[Connection], T]) -> T:
+        async with self.reader.connect() as conn, conn.begin():
+            return await conn.run_sync(work)
+
     async def write_short(self, work: Callable[[Connection], T]) -> T:
         # ``run_sync`` runs ``work`` in a greenlet whose statements await asyncpg: one
         # transaction, its statements back to back.

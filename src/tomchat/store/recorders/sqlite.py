@@ -23,6 +23,7 @@ from tomchat.store.placement import Append, Written, checked_ids, finish, guarde
 from tomchat.store.projection import project_sync
 from tomchat.store.reads import recorded_from_row
 from tomchat.store.recorders.base import Recorder, SessionSettings, T, redact_sync
+from tomchat.store.recorders.sqlite_readers import SqliteReaders
 from tomchat.store.recorders.sqlite_writer import (
     Batch,
     SqliteWriter,
@@ -40,6 +41,7 @@ class SqliteRecorder(Recorder):
     def __init__(self, url: str, timeouts: SessionSettings | None = None) -> None:
         super().__init__(url, timeouts)
         self._writer: SqliteWriter | None = None  # started by the first write
+        self._readers: SqliteReaders | None = None  # started by the first short read
 
     @classmethod
     def url_problem(cls, url: URL) -> str | None:
@@ -93,8 +95,16 @@ class SqliteRecorder(Recorder):
         writer, self._writer = self._writer, None
         if writer is not None:
             await writer.close()
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await readers.close()
 
     # -- reading ---------------------------------------------------------------------------
+
+    async def read_short(self, work: Callable[[Connection], T]) -> T:
+        if self._readers is None:
+            self._readers = SqliteReaders(self.url, self.timeouts.sqlite_synchronous)
+        return await self._readers.run(work)
 
     def message_rows(self, raw: Iterable[tuple[Any, ...]]) -> list[MessageRow]:
         iso = datetime.fromisoformat
