@@ -33,7 +33,7 @@ BENCHES = [
     ("export", "bench.export_bench"),
 ]
 # Benchmarks that need longer than ``--timeout``: a search over room counts, several servers.
-TIMEOUTS = {"capacity": 600.0, "scaleout": 300.0}
+TIMEOUTS = {"capacity": 600.0, "scaleout": 300.0, "relay": 300.0}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 

@@ -34,24 +34,20 @@ from tomchat.store.schema import events
 
 T = TypeVar("T")
 
-# A batch goes to SQLite as JSON parameters read by ``json_each`` and comes back as one JSON
-# value per query: one statement for all its rooms and events, where ``executemany`` of an
-# UPDATE per room cost three times as much and ``IN (?, ?, …)`` needed a statement per 500
-# rooms, each compiled anew.
+# A batch's rooms go to SQLite as one JSON parameter read by ``json_each``, and their heads
+# and lease owners come back as one JSON value: one statement for all of them, where
+# ``executemany`` of an UPDATE per room cost three times as much and ``IN (?, ?, …)`` needed
+# a statement per 500 rooms, each compiled anew. One row back, not one per room, also means
+# one GIL hand-off: the sqlite3 module lets go of the GIL around every step (each row
+# fetched or inserted), and taking it back waits for the busy event loop to drop it
+# (``tomchat.runtime``).
 #
-# One step per statement, not one per row, is also what keeps the writer thread prompt: the
-# sqlite3 module lets go of the GIL around every step — each row inserted or fetched — and
-# while the event loop is busy, taking it back waits for the loop thread to be made to drop
-# it (up to the interpreter's 5 ms switch interval). Inserting a 30-event batch row by row
-# took up to 60 ms that way at a hundred rooms; as one statement it takes one hand-off.
-# SQLite's JSON reading costs ~12 µs more per event than ``executemany``, spent in C with
-# the GIL released.
+# The events themselves stay an ``executemany``: inserting them from one JSON parameter
+# (one step) cost SQLite ~12 µs more per event, and ``bench.append`` was 10-25 % slower
+# with it even though the per-row hand-offs went away.
 INSERT_EVENTS = (
     "INSERT INTO events (position, room_id, version, event_id, type, data, recorded_at) "
-    "SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), "
-    "json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'), "
-    "json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'), "
-    "json_extract(e.value, '$[6]') FROM json_each(?) AS e"
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE_HEADS = (
     "UPDATE streams SET version = h.value, updated_at = ? "
@@ -248,7 +244,7 @@ class Batch:
 
     def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of (position, room_id, version, event_id hex, type, data, recorded_at text)."""
-        self.raw.execute(INSERT_EVENTS, (_encode_json(rows).decode(),))
+        self.raw.executemany(INSERT_EVENTS, rows)
 
     def set_heads(self, new_heads: dict[str, int], now: datetime) -> None:
         at = sqlite_time(now)
