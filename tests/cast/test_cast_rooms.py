@@ -18,8 +18,8 @@ from tomchat.domain.events import CastMember, RoomCastChanged
 pytestmark = pytest.mark.timeout(90)
 
 
-async def settled(server: RunningServer, room: str) -> None:
-    """Wait until the room owes no reply and none streams."""
+async def settled(server: RunningServer, room: str, member: Listener | None = None) -> None:
+    """Wait until the room owes no reply and none streams (and ``member`` has heard all)."""
     conversation = server.services.conversation
 
     async def idle() -> bool:
@@ -28,7 +28,15 @@ async def settled(server: RunningServer, room: str) -> None:
         return await conversation.next_turn(room) is None
 
     await eventually(idle, timeout=30, what=f"room {room} settled")
-    await asyncio.sleep(0.2)  # the last events reach the sockets
+    if member is not None:
+        head = await server.services.store.head(room) or 0
+
+        async def heard() -> bool:
+            return max((p.get("version", 0) for _, p, _ in member.seen), default=0) >= head
+
+        await eventually(heard, timeout=10, what=f"{member.username} heard the room's log")
+    else:
+        await asyncio.sleep(0.2)  # the last events reach the sockets
     assert await conversation.next_turn(room) is None
 
 
@@ -89,14 +97,14 @@ async def test_a_two_character_demo_room(server: RunningServer) -> None:
 
     # Nobody named: the last speaker (Tom, who greeted) answers, once.
     await ann.call("sendMessage", {"roomId": "scene", "content": "hello there"})
-    await settled(server, "scene")
+    await settled(server, "scene", ann)
     assert replies(ann) == [("tom", "Tom")]
 
     # Named: in order of mention; Tom's answer to Mia names her, which hands her the turn,
     # and three replies in a row is the most without a person.
     mark = len(ann.seen)
     await ann.call("sendMessage", {"roomId": "scene", "content": "@Mia and tom: tea or coffee?"})
-    await settled(server, "scene")
+    await settled(server, "scene", ann)
     said = replies(ann, mark)
     assert said[:2] == [("mia", "Mia"), ("tom", "Tom")]
     assert said == [("mia", "Mia"), ("tom", "Tom"), ("mia", "Mia")]
@@ -108,7 +116,7 @@ async def test_a_two_character_demo_room(server: RunningServer) -> None:
     # Nobody named again: the last speaker now is Mia, in her own manner.
     mark = len(ann.seen)
     await ann.call("sendMessage", {"roomId": "scene", "content": "ok then"})
-    await settled(server, "scene")
+    await settled(server, "scene", ann)
     assert replies(ann, mark) == [("mia", "Mia")]
 
     # The host changes the reply mode: everyone answers, in cast order (then Mia's answer
@@ -119,7 +127,7 @@ async def test_a_two_character_demo_room(server: RunningServer) -> None:
     assert changed["ok"] and changed["replyMode"] == "all", changed
     mark = len(ann.seen)
     await ann.call("sendMessage", {"roomId": "scene", "content": "good morning"})
-    await settled(server, "scene")
+    await settled(server, "scene", ann)
     assert replies(ann, mark) == [("tom", "Tom"), ("mia", "Mia"), ("tom", "Tom")]
     one_at_a_time(ann)
 

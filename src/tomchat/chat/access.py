@@ -60,11 +60,10 @@ class RoomAccess:
 
     async def digest_of(self, room_id: str) -> str | None:
         """The room's token digest; None for a public (or missing) room."""
-        async with self.db.snapshot() as conn:
-            result = await conn.execute(
-                select(room_access.c.token_hash).where(room_access.c.room_id == room_id)
-            )
-            found: str | None = result.scalar_one_or_none()
+        query = select(room_access.c.token_hash).where(room_access.c.room_id == room_id)
+        found: str | None = await self.db.recorder.read_short(
+            lambda conn: conn.execute(query).scalar_one_or_none()
+        )
         return found
 
     async def allows(self, room_id: str, token: str | None) -> bool:

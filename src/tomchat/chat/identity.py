@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import icu  # PyICU: Unicode's TR39 confusables data, kept by the ICU project
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tomchat.domain import limits
@@ -161,46 +162,43 @@ class People:
             )
             else "member"
         )
-        async with self.db.writer.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(room_members).where(
-                        room_members.c.room_id == room_id, room_members.c.name_key == name_key
-                    )
-                )
-            ).first()
-            if row is None and not trusted:
-                barred = await conn.execute(
-                    select(room_members.c.name_key)
-                    .where(
-                        room_members.c.room_id == room_id,
-                        room_members.c.key_hash == key_hash,
-                        room_members.c.barred.is_(True),
-                    )
-                    .limit(1)
-                )
-                if barred.first() is not None:
-                    raise forbidden("you were removed from this room")
-        if row is not None:
-            if row.barred:
+        bound = select(room_members).where(
+            room_members.c.room_id == room_id, room_members.c.name_key == name_key
+        )
+        barred = (
+            select(room_members.c.name_key)
+            .where(
+                room_members.c.room_id == room_id,
+                room_members.c.key_hash == key_hash,
+                room_members.c.barred.is_(True),
+            )
+            .limit(1)
+        )
+        bind = room_members.insert().values(
+            room_id=room_id,
+            name_key=name_key,
+            username=username,
+            key_hash=key_hash,
+            barred=False,
+            created_at=datetime.now(UTC),
+        )
+
+        def bound_or_bind(conn: Connection) -> Any:
+            """The name's row; or, if it is free and may be taken, bind it now (None)."""
+            row = conn.execute(bound).first()
+            if row is not None:
+                return row
+            if not trusted and conn.execute(barred).first() is not None:
                 raise forbidden("you were removed from this room")
-            if not _same(row.key_hash, key_hash):
-                raise forbidden(f"the name {username!r} is taken in this room; choose another name")
-            return Admission(row.username, name_key, key_hash, role, made_key)
-        if locked and role != "host":
-            raise forbidden("the room is locked: no new names may join")
+            if locked and role != "host":
+                raise forbidden("the room is locked: no new names may join")
+            conn.execute(bind)
+            return None
+
         try:
-            async with self.db.writer.begin() as conn:
-                await conn.execute(
-                    room_members.insert().values(
-                        room_id=room_id,
-                        name_key=name_key,
-                        username=username,
-                        key_hash=key_hash,
-                        barred=False,
-                        created_at=datetime.now(UTC),
-                    )
-                )
+            # One short write transaction (``Recorder.write_short``): looked up and bound
+            # together, never holding the write lock across the event loop's turns.
+            row = await self.db.recorder.write_short(bound_or_bind)
         except IntegrityError:
             # Someone bound the name a moment ago: theirs now, unless it was this very key.
             return await self.admit(
@@ -211,14 +209,19 @@ class People:
                 trusted=trusted,
                 locked=locked,
             )
+        if row is not None:
+            if row.barred:
+                raise forbidden("you were removed from this room")
+            if not _same(row.key_hash, key_hash):
+                raise forbidden(f"the name {username!r} is taken in this room; choose another name")
+            return Admission(row.username, name_key, key_hash, role, made_key)
         return Admission(username, name_key, key_hash, role, made_key)
 
     # -- hosts -----------------------------------------------------------------------------
 
     async def _host_row(self, room_id: str) -> Any:
-        async with self.db.snapshot() as conn:
-            result = await conn.execute(select(room_hosts).where(room_hosts.c.room_id == room_id))
-            return result.first()
+        query = select(room_hosts).where(room_hosts.c.room_id == room_id)
+        return await self.db.recorder.read_short(lambda conn: conn.execute(query).first())
 
     async def host_token_matches(self, room_id: str, token: str | None) -> bool:
         if token is None or len(token) > limits.MAX_TOKEN_CHARS:
