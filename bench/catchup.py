@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sys
 import tempfile
 import time
 import uuid
@@ -177,7 +179,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, An
     command = python_module(
         "bench.tomchat_server", "--port", str(port), "--database-url", url, "--chunks", "250"
     )
-    with process(command, log=workdir / "server.log") as server:
+    log = workdir / "server.log"
+    with process(command, log=log) as server:
         await asyncio.to_thread(wait_for_port, port, server)
         base = f"http://127.0.0.1:{port}"
         drivers = [await driver(base, big), await driver(base, small)]
@@ -187,6 +190,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, An
         finally:
             for d in drivers:
                 await d.disconnect()
+    if os.environ.get("BENCH_TRACE"):
+        print(log.read_text(), file=sys.stderr)
     return {"big": result[big], "small": result[small]}
 
 

@@ -54,10 +54,13 @@ def main() -> None:
     tracing = bool(os.environ.get("BENCH_TRACE"))
     if tracing:
         store_trace.install()
+        from tomchat.chat.access import RoomAccess
         from tomchat.chat.conversation import Conversation
+        from tomchat.chat.identity import People
         from tomchat.chat.leasing import RoomLeasing
         from tomchat.chat.memory import RoomMemory
         from tomchat.chat.reply_run import ReplyRun
+        from tomchat.live.server import LiveServer
         from tomchat.store.rooms import RoomReader
 
         store_trace.install_timers(
@@ -71,6 +74,14 @@ def main() -> None:
                 (RoomReader, "streaming_replies_in"),
                 (RoomReader, "room"),
                 (RoomReader, "recent_at"),
+                (RoomReader, "snapshot"),
+                (People, "admit"),
+                (People, "check_name"),
+                (RoomAccess, "allows"),
+                (Conversation, "ensure_room"),
+                (LiveServer, "join_room"),
+                (LiveServer, "_catch_up"),
+                (LiveServer, "announce"),
             ]
         )
     app = create_app(settings, migrate=False)
