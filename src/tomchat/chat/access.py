@@ -61,7 +61,7 @@ class RoomAccess:
     async def digest_of(self, room_id: str) -> str | None:
         """The room's token digest; None for a public (or missing) room."""
         query = select(room_access.c.token_hash).where(room_access.c.room_id == room_id)
-        found: str | None = await self.db.recorder.read_short(
+        found: str | None = await self.db.read_short(
             lambda conn: conn.execute(query).scalar_one_or_none()
         )
         return found

@@ -198,7 +198,7 @@ class People:
         try:
             # One short write transaction (``Recorder.write_short``): looked up and bound
             # together, never holding the write lock across the event loop's turns.
-            row = await self.db.recorder.write_short(bound_or_bind)
+            row = await self.db.write_short(bound_or_bind)
         except IntegrityError:
             # Someone bound the name a moment ago: theirs now, unless it was this very key.
             return await self.admit(
@@ -221,7 +221,7 @@ class People:
 
     async def _host_row(self, room_id: str) -> Any:
         query = select(room_hosts).where(room_hosts.c.room_id == room_id)
-        return await self.db.recorder.read_short(lambda conn: conn.execute(query).first())
+        return await self.db.read_short(lambda conn: conn.execute(query).first())
 
     async def host_token_matches(self, room_id: str, token: str | None) -> bool:
         if token is None or len(token) > limits.MAX_TOKEN_CHARS:

@@ -313,38 +313,31 @@ class ReplyRun:
         outcome: Outcome | None = None
         ask_the_log = False
         writing: asyncio.Task[object] | None = None
-        chunks: list[ReplyChunk] = []
+        chunk: ReplyChunk | None = None
         try:
             while outcome is None:
-                waiting = [await self._pieces.get()]
-                while not self._pieces.empty():
-                    waiting.append(self._pieces.get_nowait())
                 pieces: list[str] = []
-                for item in waiting:
-                    if item is None:
-                        outcome = self._ended(producer)
-                        break
+                item = await self._pieces.get()
+                while item is not None:
                     pieces.append(item)
+                    if self._pieces.empty():
+                        break
+                    item = self._pieces.get_nowait()
+                else:  # None: the producer has ended, nothing comes after it
+                    outcome = self._ended(producer)
                 # Every piece that came while the last append was committing goes out as one
                 # chunk: when the model is slower than a commit (the usual case) each piece is
                 # a chunk of its own, and under load the chunks grow instead of queueing, so
                 # the store, the fan-out and every client do less work per piece just when
                 # there is more of it. A replay shows such a chunk at once, as the room did.
-                chunks = (
-                    [
-                        ReplyChunk(
-                            message_id=self.message_id, index=len(committed), text="".join(pieces)
-                        )
-                    ]
-                    if pieces
-                    else []
-                )
-                if chunks:
-                    # Shielded: a cancelled writer still learns whether these committed.
-                    writing = asyncio.ensure_future(self.replier.append(self.room_id, chunks))
+                if pieces:
+                    text = "".join(pieces)
+                    chunk = ReplyChunk(message_id=self.message_id, index=len(committed), text=text)
+                    # Shielded: a cancelled writer still learns whether it committed.
+                    writing = asyncio.ensure_future(self.replier.append(self.room_id, [chunk]))
                     await asyncio.shield(writing)
                     writing = None
-                    committed.extend(c.text for c in chunks)
+                    committed.append(text)
         except LeaseLost:
             # We stalled past the lease and another process took the room: it closes this
             # reply with what was committed, and nothing more of ours may be written.
@@ -361,7 +354,8 @@ class ReplyRun:
                 # The event store writes a request whose caller went away: wait for it.
                 try:
                     await writing
-                    committed.extend(c.text for c in chunks)
+                    if chunk is not None:
+                        committed.append(chunk.text)
                 except Exception:
                     ask_the_log = True
             raise

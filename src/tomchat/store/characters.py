@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,8 @@ from tomchat.domain.events import (
 from tomchat.store.event_store import AppendConflict, ConcurrencyError, EventStore
 from tomchat.store.reads import read_events
 from tomchat.store.schema import character_avatars, characters
+
+StateEvent = TypeVar("StateEvent", CharacterCreated, CharacterUpdated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +117,7 @@ class CharacterLibrary:
         """Add a character under ``character.key``; CharacterExists if that id is taken."""
         character_id = character.key
         avatar = await self._keep(picture) if picture is not None else None
-        event = CharacterCreated(
-            id=character_id,
-            name=character.name,
-            system_prompt=character.system_prompt,
-            greeting=character.greeting,
-            description=character.description,
-            voice=character.voice,
-            example_dialogue=character.example_dialogue,
-            avatar=avatar,
-        )
+        event = _state(CharacterCreated, character_id, character, avatar)
         try:
             await self.store.append(stream_id(character_id), [event], expected_version=0)
         except ConcurrencyError:
@@ -148,16 +141,7 @@ class CharacterLibrary:
         avatar = await self._keep(picture) if picture is not None else None
         if avatar is None and keep_avatar:
             avatar = current.avatar
-        event = CharacterUpdated(
-            id=character_id,
-            name=character.name,
-            system_prompt=character.system_prompt,
-            greeting=character.greeting,
-            description=character.description,
-            voice=character.voice,
-            example_dialogue=character.example_dialogue,
-            avatar=avatar,
-        )
+        event = _state(CharacterUpdated, character_id, character, avatar)
         await self.store.append(stream_id(character_id), [event])
         return await self.get(character_id)
 
@@ -260,3 +244,19 @@ __all__ = [
     "Picture",
     "is_character_stream",
 ]
+
+
+def _state(
+    kind: type[StateEvent], character_id: str, character: Character, avatar: Avatar | None
+) -> StateEvent:
+    """``character.created`` or ``character.updated``: the character's whole state."""
+    return kind(
+        id=character_id,
+        name=character.name,
+        system_prompt=character.system_prompt,
+        greeting=character.greeting,
+        description=character.description,
+        voice=character.voice,
+        example_dialogue=character.example_dialogue,
+        avatar=avatar,
+    )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tomchat.domain.errors import ConfigError, TomchatError
 from tomchat.store.recorders import Recorder, recorder_class
-from tomchat.store.recorders.base import SessionSettings
+from tomchat.store.recorders.base import SessionSettings, T
 
 
 class StoreUnavailable(TomchatError):
@@ -58,6 +59,14 @@ class Database:
     def snapshot(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A read-only transaction that sees one consistent state of the log."""
         return self.recorder.snapshot()
+
+    async def read_short(self, work: Callable[[Connection], T]) -> T:
+        """One read transaction as one synchronous function (``Recorder.read_short``)."""
+        return await self.recorder.read_short(work)
+
+    async def write_short(self, work: Callable[[Connection], T]) -> T:
+        """One short write transaction as one synchronous function (``Recorder.write_short``)."""
+        return await self.recorder.write_short(work)
 
     async def ping(self) -> bool:
         try:

@@ -90,7 +90,7 @@ class ReplyLeases:
             return conn.execute(statement).first() is not None
 
         try:
-            return await recorder.write_short(take)
+            return await self.db.write_short(take)
         except DBAPIError as exc:
             if recorder.lock_unavailable(exc):
                 return False  # the lease row itself is locked (lock_timeout): later
@@ -115,7 +115,7 @@ class ReplyLeases:
         def extend(conn: Connection) -> dict[str, str | None]:
             return {row.room_id: row.stop_message_id for row in conn.execute(statement)}
 
-        return await self.db.recorder.write_short(extend)
+        return await self.db.write_short(extend)
 
     async def release(self, room_id: str) -> None:
         t = reply_leases
@@ -124,7 +124,7 @@ class ReplyLeases:
             .where(t.c.room_id == room_id, t.c.owner == self.owner)
             .values(owner=None, node=None, pid=None, expires_at=None, stop_message_id=None)
         )
-        await self.db.recorder.write_short(lambda conn: conn.execute(statement))
+        await self.db.write_short(lambda conn: conn.execute(statement))
 
     async def request_stop(self, room_id: str, message_id: str) -> bool:
         """Ask whoever holds the room's lease to stop reply ``message_id``; the owner reads
@@ -135,9 +135,7 @@ class ReplyLeases:
             .where(t.c.room_id == room_id, t.c.owner.is_not(None))
             .values(stop_message_id=message_id)
         )
-        return await self.db.recorder.write_short(
-            lambda conn: bool(conn.execute(statement).rowcount)
-        )
+        return await self.db.write_short(lambda conn: bool(conn.execute(statement).rowcount))
 
     async def held_elsewhere(self) -> list[Lease]:
         """Every lease other processes hold now, saying which have expired."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from sqlalchemy import and_, exists, false, func, or_, select, true
@@ -83,8 +82,6 @@ class CatchUp:
     events: list[RecordedEvent]
 
 
-T = TypeVar("T")
-
 # How far a room's log was searched for its summary, and the summary's version if found.
 MemorySeen = tuple[int, int | None]
 
@@ -97,12 +94,8 @@ class RoomReader:
         if is_character_stream(room_id):
             return None  # a character's stream is never a room
         query = select(streams).where(streams.c.room_id == room_id)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self.db.read_short(lambda conn: conn.execute(query).first())
         return _room(row) if row is not None and row.version > 0 else None
-
-    async def _read(self, work: Callable[[Connection], T]) -> T:
-        """One read transaction as one synchronous function (``Recorder.read_short``)."""
-        return await self.db.recorder.read_short(work)
 
     async def rooms(self, limit: int = 200) -> list[RoomInfo]:
         query = (
@@ -115,7 +108,7 @@ class RoomReader:
             .order_by(streams.c.updated_at.desc(), streams.c.room_id)
             .limit(limit)
         )
-        return await self._read(lambda conn: [_room(row) for row in conn.execute(query)])
+        return await self.db.read_short(lambda conn: [_room(row) for row in conn.execute(query)])
 
     async def rooms_page(
         self, limit: int, after: tuple[datetime, str] | None = None
@@ -145,7 +138,7 @@ class RoomReader:
             query = query.where(
                 or_(s.c.updated_at < at, and_(s.c.updated_at == at, s.c.room_id > room_id))
             )
-        rows = await self._read(lambda conn: [_room(row) for row in conn.execute(query)])
+        rows = await self.db.read_short(lambda conn: [_room(row) for row in conn.execute(query)])
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
         return page, (last.updated_at, last.id) if last and last.updated_at else None
@@ -162,7 +155,7 @@ class RoomReader:
             ]
             return Snapshot(head, rows, streaming, has_more)
 
-        return await self._read(read)
+        return await self.db.read_short(read)
 
     async def catch_up(
         self, room_id: str, since: int, max_events: int, max_chars: int | None = None
@@ -183,7 +176,7 @@ class RoomReader:
                     return None
             return CatchUp(head, read_events_sync(conn, room_id, since, upto=head))
 
-        return await self._read(read)
+        return await self.db.read_short(read)
 
     async def page(
         self, room_id: str, before: int | None, limit: int
@@ -201,11 +194,11 @@ class RoomReader:
             ]
             return rows, has_more
 
-        rows, has_more = await self._read(read)
+        rows, has_more = await self.db.read_short(read)
         return rows, (rows[0].first_version if has_more and rows else None)
 
     async def recent(self, room_id: str, limit: int) -> list[MessageRow]:
-        return await self._read(
+        return await self.db.read_short(
             lambda conn: _page(conn, room_id, None, limit, finished_only=False)[0]
         )
 
@@ -216,11 +209,11 @@ class RoomReader:
             head = head_of_sync(conn, room_id) or 0
             return head, _page(conn, room_id, None, limit, finished_only=False)[0]
 
-        return await self._read(read)
+        return await self.db.read_short(read)
 
     async def unanswered(self, room_id: str) -> list[MessageRow]:
         """User messages posted after the last reply started: the room's reply queue."""
-        return await self._read(lambda conn: _unanswered(conn, room_id))
+        return await self.db.read_short(lambda conn: _unanswered(conn, room_id))
 
     async def queue(self, room_id: str, context: int) -> ReplyQueue:
         """The reply queue and the latest ``context`` messages (more if more wait) as of
@@ -237,14 +230,14 @@ class RoomReader:
                 )
             return ReplyQueue(head, pending, history)
 
-        return await self._read(read)
+        return await self.db.read_short(read)
 
     async def token_totals(self, room_id: str) -> TokenTotals:
         query = select(events.c.type, events.c.data).where(
             events.c.room_id == room_id, events.c.type == _COMPLETED
         )
         prompt = completion = counted = 0
-        for row in await self._read(lambda conn: conn.execute(query).all()):
+        for row in await self.db.read_short(lambda conn: conn.execute(query).all()):
             event = decode_event(row.type, row.data)
             if isinstance(event, ReplyCompleted) and event.usage is not None:
                 counted += 1
@@ -285,7 +278,7 @@ class RoomReader:
             )
             return head, last, conn.execute(at).first()
 
-        head, latest, row = await self._read(read)
+        head, latest, row = await self.db.read_short(read)
         if row is None:
             return None, (head, None)
         event = decode_event(row.type, row.data)
@@ -300,17 +293,17 @@ class RoomReader:
             .order_by(messages.c.first_version.desc())
             .limit(limit)
         )
-        rows = await self._read(lambda conn: [_message(row) for row in conn.execute(query)])
+        rows = await self.db.read_short(lambda conn: [_message(row) for row in conn.execute(query)])
         return rows[::-1]
 
     async def message(self, message_id: str) -> MessageRow | None:
         query = select(messages).where(messages.c.id == message_id)
-        row = await self._read(lambda conn: conn.execute(query).first())
+        row = await self.db.read_short(lambda conn: conn.execute(query).first())
         return _message(row) if row is not None else None
 
     async def streaming_replies_in(self, room_id: str) -> list[StreamingReply]:
         """The room's replies still streaming, each with every chunk committed so far."""
-        return await self._read(
+        return await self.db.read_short(
             lambda conn: [
                 StreamingReply(row, _text_so_far(conn, row, None))
                 for row in _streaming_rows(conn, room_id)
@@ -325,12 +318,14 @@ class RoomReader:
             row = conn.execute(query).first()
             return _text_so_far(conn, _message(row), None) if row is not None else ""
 
-        return await self._read(read)
+        return await self.db.read_short(read)
 
     async def rooms_with_streaming_replies(self) -> list[str]:
         """Every room with a reply still streaming (a full scan: for start-up only)."""
         query = select(messages.c.room_id).where(messages.c.status == STREAMING).distinct()
-        return await self._read(lambda conn: sorted(row.room_id for row in conn.execute(query)))
+        return await self.db.read_short(
+            lambda conn: sorted(row.room_id for row in conn.execute(query))
+        )
 
     async def unattended(self, within: float | None = None) -> list[str]:
         """Rooms that need a reply loop and have nobody holding their lease: a user message
@@ -366,12 +361,12 @@ class RoomReader:
         if within is not None:
             query = query.where(s.c.updated_at >= datetime.now(UTC) - timedelta(seconds=within))
         ordered = query.order_by(s.c.room_id)
-        return await self._read(lambda conn: [row.room_id for row in conn.execute(ordered)])
+        return await self.db.read_short(lambda conn: [row.room_id for row in conn.execute(ordered)])
 
     async def streaming_replies(self) -> list[StreamingReply]:
         """Every reply left streaming, in any room, with its text so far (for recovery)."""
         query = select(messages).where(messages.c.status == STREAMING)
-        return await self._read(
+        return await self.db.read_short(
             lambda conn: [
                 StreamingReply(row, _text_so_far(conn, row, None))
                 for row in (_message(r) for r in conn.execute(query))

@@ -81,14 +81,14 @@ class SqliteRecorder(Recorder):
         return await self._thread().run(lambda tx: work(tx.conn))
 
     async def write(self, batch: Sequence[Append]) -> Written:
-        self._writer = self._thread()
+        writer = self._thread()
         now = datetime.now(UTC)
-        outcomes, fresh = await self._writer.run(lambda tx: _write(tx, batch, now))
+        outcomes, fresh = await writer.run(lambda tx: _write(tx, batch, now))
         if any(type(r.event) is MessageRedacted for r in fresh):
             # The words were rewritten in place (secure_delete zeroes the freed bytes), but
             # the WAL still holds the pages as they were: copy it into the database and
             # truncate it, so no frame with the words is left on disk.
-            await self._writer.checkpoint()
+            await writer.checkpoint()
         return outcomes, fresh
 
     async def close(self) -> None:
